@@ -1,0 +1,662 @@
+//! The command line: clap definitions, and one small function per subcommand that turns
+//! arguments into a call into the engine. Exit codes follow `error::exit`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::abort::AbortSignal;
+use crate::analyze::{self, runbook_files};
+use crate::config::Settings;
+use crate::diagnostic::{did_you_mean, Diagnostic, Diagnostics};
+use crate::error::{exit, Error, Result};
+use crate::event::RunStatus;
+use crate::exec::{self, RunRequest};
+use crate::history::{self, RunView};
+use crate::identity::Operator;
+use crate::journal::{self, Journal};
+use crate::params::{parse_assignment, Params};
+use crate::plan::Plan;
+use crate::runbook::ChangePolicy;
+use crate::{progress, prompt, script};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "opsbook",
+    version,
+    about = "Runs operational runbooks and checklists, and journals every step",
+    propagate_version = true
+)]
+pub struct Cli {
+    /// The journal database [default: $XDG_STATE_HOME/opsbook/opsbook.db]
+    #[arg(long, global = true, env = "OPSBOOK_DB", value_name = "PATH")]
+    db: Option<PathBuf>,
+    /// The runbook library [default: ./runbooks]
+    #[arg(long, global = true, env = "OPSBOOK_RUNBOOKS", value_name = "DIR")]
+    runbooks: Option<PathBuf>,
+    /// A config file (db, runbooks, scripts) [default: ./opsbook.yaml where it exists]
+    #[arg(long, global = true, env = "OPSBOOK_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Plain lines instead of progress bars (also when NO_COLOR is set or there is no terminal)
+    #[arg(long, global = true)]
+    no_progress: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a runbook by id (from the library) or by path
+    Run(RunArgs),
+    /// Validate runbooks and scripts: every problem, at its file:line:col
+    Check {
+        /// Runbook files or folders [default: the whole library]
+        paths: Vec<PathBuf>,
+    },
+    /// The runbook library
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Runs in the journal, oldest first
+    Runs {
+        #[arg(long, value_name = "ID")]
+        runbook: Option<String>,
+        /// running, awaiting-signoff, succeeded, failed, aborted, rejected
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One run, step by step
+    Show {
+        /// A run id, or a unique prefix of one
+        run: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The journal's integrity
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Recompute the hash chain of the whole journal; exit 1 at the first break
+    Verify {
+        /// Only report on this run's events
+        run: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// A runbook id from the library, or a path to a runbook file
+    runbook: String,
+    /// A parameter, KEY=VALUE (repeatable); secrets come from their env variable or a prompt
+    #[arg(short = 'p', long = "param", value_name = "KEY=VALUE")]
+    params: Vec<String>,
+    /// Run only `readonly: true` steps; record what the others would do
+    #[arg(long)]
+    dry_run: bool,
+    /// Never prompt: manual steps and gates park the run (exit 3)
+    #[arg(long)]
+    non_interactive: bool,
+    /// The approved change request this run implements
+    #[arg(long, value_name = "CR-ID")]
+    change: Option<String>,
+}
+
+/// Parses the command line, runs the command, and returns the exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                exit::BAD_INPUT
+            } else {
+                exit::SUCCESS
+            };
+        }
+    };
+    match execute(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+fn execute(cli: Cli) -> Result<i32> {
+    let settings = Settings::resolve(cli.db, cli.runbooks, cli.config)?;
+    match cli.command {
+        Command::Run(args) => run(&settings, args, cli.no_progress),
+        Command::Check { paths } => check(&settings, &paths),
+        Command::List { json } => list(&settings, json),
+        Command::Runs {
+            runbook,
+            status,
+            json,
+        } => runs(&settings, runbook.as_deref(), status.as_deref(), json),
+        Command::Show { run, json } => show(&settings, &run, json),
+        Command::Audit(AuditCommand::Verify { run }) => audit_verify(&settings, run.as_deref()),
+    }
+}
+
+// ----- finding and loading runbooks -------------------------------------------------------
+
+/// A runbook argument: a path when it looks like one, else an id in the library.
+fn resolve_runbook(settings: &Settings, name: &str) -> Result<PathBuf> {
+    let looks_like_path = name.contains('/') || name.ends_with(".yaml") || name.ends_with(".yml");
+    if looks_like_path {
+        let path = PathBuf::from(name);
+        if !path.is_file() {
+            return Err(Error::file(&path, "no such runbook file"));
+        }
+        return Ok(path);
+    }
+    for ext in ["yaml", "yml"] {
+        let path = settings.runbooks.join(format!("{name}.{ext}"));
+        if path.is_file() {
+            return Ok(path);
+        }
+    }
+    let ids: Vec<String> = runbook_files(&settings.runbooks)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|p| p.file_stem()?.to_str().map(str::to_string))
+        .collect();
+    let suggestion = match did_you_mean(name, ids.iter().map(String::as_str)) {
+        s if !s.is_empty() => s,
+        _ if ids.is_empty() => {
+            "; the folder has no runbooks (set --runbooks or OPSBOOK_RUNBOOKS)".into()
+        }
+        _ => "; `opsbook list` shows the library".into(),
+    };
+    Err(Error::UnknownRunbook {
+        name: name.to_string(),
+        dir: settings.runbooks.clone(),
+        suggestion,
+    })
+}
+
+/// Loads and analyzes a runbook; warnings go to stderr, errors end the command (exit 2).
+fn load_plan(settings: &Settings, path: &Path) -> Result<(Plan, Arc<rhai::Engine>)> {
+    let scripts_dir = settings.scripts_dir_for(path);
+    let engine = Arc::new(script::build_engine(&scripts_dir));
+    let analysis = analyze::analyze_file(path, &scripts_dir, &engine);
+    for warning in analysis.diagnostics.warnings() {
+        eprintln!("{warning}");
+    }
+    match analysis.plan {
+        Some(plan) if !analysis.diagnostics.has_errors() => Ok((plan, engine)),
+        _ => Err(Error::Invalid(Diagnostics(
+            analysis
+                .diagnostics
+                .0
+                .into_iter()
+                .filter(|d| d.severity == crate::diagnostic::Severity::Error)
+                .collect(),
+        ))),
+    }
+}
+
+// ----- commands ---------------------------------------------------------------------------
+
+fn run(settings: &Settings, args: RunArgs, no_progress: bool) -> Result<i32> {
+    let path = resolve_runbook(settings, &args.runbook)?;
+    let (plan, engine) = load_plan(settings, &path)?;
+    let given = args
+        .params
+        .iter()
+        .map(|p| parse_assignment(p))
+        .collect::<Result<Vec<_>>>()?;
+    let params = Params::resolve(
+        &plan.runbook.params,
+        &given,
+        &|var| std::env::var(var).ok(),
+        &prompt::TerminalSecrets,
+    )?;
+    if plan.runbook.change == ChangePolicy::Required && args.change.is_none() && !args.dry_run {
+        return Err(Error::Refused(format!(
+            "runbook `{}` changes production and needs an approved change request: pass --change CR-ID (or try it with --dry-run)",
+            plan.runbook.runbook
+        )));
+    }
+    let journal = Journal::open(&settings.db)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let request = RunRequest {
+        plan,
+        engine,
+        params,
+        operator: Operator::os_user(),
+        dry_run: args.dry_run,
+        interactive: !args.non_interactive && prompt::is_interactive(),
+    };
+    let display: Arc<dyn progress::Progress> = Arc::from(progress::choose(no_progress));
+    let result = runtime.block_on(async {
+        let abort = AbortSignal::default();
+        abort.listen_for_signals();
+        exec::run(request, journal, display, abort).await
+    })?;
+    // Rhai or shell work that ignored its stop request must not hold the process open.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    Ok(result.exit_code)
+}
+
+fn check(settings: &Settings, paths: &[PathBuf]) -> Result<i32> {
+    let mut files = Vec::new();
+    let targets = if paths.is_empty() {
+        vec![settings.runbooks.clone()]
+    } else {
+        paths.to_vec()
+    };
+    for target in &targets {
+        if target.is_dir() {
+            files.extend(
+                runbook_files(target)
+                    .map_err(|e| Error::file(target, format!("cannot list: {e}")))?,
+            );
+        } else {
+            files.push(target.clone());
+        }
+    }
+    if files.is_empty() {
+        return Err(Error::Usage(format!(
+            "no runbooks to check in {}",
+            targets
+                .iter()
+                .map(|t| t.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    let mut all = Diagnostics::default();
+    let mut checked_scripts = std::collections::BTreeSet::new();
+    for file in &files {
+        let scripts_dir = settings.scripts_dir_for(file);
+        let engine = script::build_engine(&scripts_dir);
+        let analysis = analyze::analyze_file(file, &scripts_dir, &engine);
+        all.extend(analysis.diagnostics);
+        if checked_scripts.insert(scripts_dir.clone()) {
+            all.extend(check_scripts(&scripts_dir, &engine));
+        }
+    }
+    if !all.0.is_empty() {
+        eprintln!("{all}");
+    }
+    let errors = all.error_count();
+    let scripts = checked_scripts.len();
+    if errors > 0 {
+        println!(
+            "{errors} error(s) in {} runbook file(s) checked",
+            files.len()
+        );
+        Ok(exit::BAD_INPUT)
+    } else {
+        let warnings = all.0.len();
+        let warned = if warnings > 0 {
+            format!(", {warnings} warning(s)")
+        } else {
+            String::new()
+        };
+        println!(
+            "{} runbook(s) valid{warned} (scripts folders checked: {scripts})",
+            files.len()
+        );
+        Ok(exit::SUCCESS)
+    }
+}
+
+/// Every `.rhai` file in the scripts folder compiles.
+fn check_scripts(dir: &Path, engine: &rhai::Engine) -> Diagnostics {
+    let mut out = Diagnostics::default();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "rhai"))
+        .collect();
+    files.sort();
+    for file in files {
+        match crate::runbook::SourceFile::read(&file) {
+            Err(e) => out.push(Diagnostic::error(&file, 0, 0, e.to_string())),
+            Ok(source) => {
+                if let Err((message, pos)) = script::compile_script(engine, &source.text) {
+                    out.push(
+                        Diagnostic::error(
+                            &file,
+                            pos.line().unwrap_or(0),
+                            pos.position().unwrap_or(1),
+                            format!("Rhai error: {message}"),
+                        )
+                        .with_source(&source.text),
+                    );
+                }
+            }
+        }
+    }
+    out
+}
+
+#[derive(serde::Serialize)]
+struct LibraryEntry {
+    id: String,
+    path: String,
+    valid: bool,
+    title: Option<String>,
+    version: Option<u32>,
+    risk: Option<String>,
+    owner: Option<String>,
+    steps: Option<usize>,
+    tags: Vec<String>,
+    review_overdue: bool,
+    errors: usize,
+}
+
+fn list(settings: &Settings, json: bool) -> Result<i32> {
+    let files = runbook_files(&settings.runbooks).map_err(|e| {
+        Error::file(
+            &settings.runbooks,
+            format!("cannot list the runbook library: {e}"),
+        )
+    })?;
+    let mut entries = Vec::new();
+    for file in files {
+        let scripts_dir = settings.scripts_dir_for(&file);
+        let engine = script::build_engine(&scripts_dir);
+        let analysis = analyze::analyze_file(&file, &scripts_dir, &engine);
+        let overdue = analysis
+            .diagnostics
+            .warnings()
+            .any(|w| w.message.starts_with("review overdue"));
+        let id = file
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default()
+            .to_string();
+        let errors = analysis.diagnostics.error_count();
+        let rb = analysis.plan.as_ref().map(|p| &p.runbook);
+        entries.push(LibraryEntry {
+            id,
+            path: file.display().to_string(),
+            valid: errors == 0,
+            title: rb.map(|r| r.title.clone()),
+            version: rb.map(|r| r.version),
+            risk: rb.map(|r| format!("{:?}", r.risk).to_lowercase()),
+            owner: rb.and_then(|r| r.owner.clone()),
+            steps: analysis.plan.as_ref().map(|p| p.steps.len()),
+            tags: rb.map(|r| r.tags.clone()).unwrap_or_default(),
+            review_overdue: overdue,
+            errors,
+        });
+    }
+    if json {
+        println!("{}", to_json(&entries)?);
+        return Ok(exit::SUCCESS);
+    }
+    if entries.is_empty() {
+        println!("no runbooks in {}", settings.runbooks.display());
+    }
+    for e in &entries {
+        let state = if !e.valid {
+            format!("INVALID ({} errors; opsbook check {})", e.errors, e.path)
+        } else if e.review_overdue {
+            "review overdue".into()
+        } else {
+            String::new()
+        };
+        println!(
+            "{:<24} v{:<3} {:<7} {:>3} steps  {}  {}",
+            e.id,
+            e.version
+                .map(|v| v.to_string())
+                .unwrap_or_else(|| "?".into()),
+            e.risk.as_deref().unwrap_or("?"),
+            e.steps.unwrap_or(0),
+            e.title.as_deref().unwrap_or(""),
+            state
+        );
+    }
+    Ok(exit::SUCCESS)
+}
+
+fn runs(
+    settings: &Settings,
+    runbook: Option<&str>,
+    status: Option<&str>,
+    json: bool,
+) -> Result<i32> {
+    let wanted_status = match status {
+        Some(s) => Some(RunStatus::parse(s).ok_or_else(|| {
+            Error::Usage(format!(
+                "--status {s}: use one of running, awaiting-signoff, succeeded, failed, aborted, rejected"
+            ))
+        })?),
+        None => None,
+    };
+    let journal = Journal::open(&settings.db)?;
+    let runs: Vec<_> = history::list_runs(&journal)?
+        .into_iter()
+        .filter(|r| runbook.is_none_or(|id| r.runbook == id))
+        .filter(|r| wanted_status.is_none_or(|s| r.status == s))
+        .collect();
+    if json {
+        println!("{}", to_json(&runs)?);
+        return Ok(exit::SUCCESS);
+    }
+    if runs.is_empty() {
+        println!("no runs");
+    }
+    for r in &runs {
+        println!(
+            "{}  {:<20} v{:<3} {:<16} {}  {}{}",
+            r.id,
+            r.runbook,
+            r.version,
+            r.status.name(),
+            short_time(&r.started_at),
+            r.operator,
+            if r.dry_run { "  (dry run)" } else { "" }
+        );
+    }
+    Ok(exit::SUCCESS)
+}
+
+fn show(settings: &Settings, run: &str, json: bool) -> Result<i32> {
+    let journal = Journal::open(&settings.db)?;
+    let view = history::load_run(&journal, run)?;
+    if json {
+        println!("{}", to_json(&view)?);
+    } else {
+        print!("{}", render_run(&view));
+    }
+    Ok(exit::SUCCESS)
+}
+
+fn render_run(v: &RunView) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "run {}  {} v{} — {}",
+        v.id, v.runbook, v.version, v.title
+    );
+    let _ = writeln!(
+        out,
+        "status:   {}{}",
+        v.status.name(),
+        if v.rolled_back { " (rolled back)" } else { "" }
+    );
+    let verified = if v.operator_verified {
+        ""
+    } else {
+        " (identity not verified)"
+    };
+    let _ = writeln!(out, "operator: {}{verified} on {}", v.operator, v.host);
+    let _ = writeln!(out, "started:  {}", v.started_at);
+    if let Some(f) = &v.finished_at {
+        let _ = writeln!(out, "finished: {f}");
+    }
+    if v.dry_run {
+        let _ = writeln!(out, "dry run:  only readonly steps ran");
+    }
+    if !v.params.is_empty() {
+        let shown: Vec<String> = v
+            .params
+            .iter()
+            .map(|(k, val)| format!("{k}={}", crate::params::value_text(val)))
+            .collect();
+        let _ = writeln!(out, "params:   {}", shown.join(" "));
+    }
+    let _ = writeln!(
+        out,
+        "runbook:  {} (sha256 {})",
+        v.path,
+        &v.content_hash[..v.content_hash.len().min(16)]
+    );
+    if let Some(p) = &v.paused {
+        let _ = writeln!(
+            out,
+            "waiting:  {} (step {}, since {})",
+            p.reason, p.step, p.at
+        );
+    }
+    let _ = writeln!(out);
+    for s in &v.steps {
+        let status = s.status.map(|s| s.name()).unwrap_or("running");
+        let symbol = s.status.map(progress::symbol).unwrap_or("…");
+        let indent = if s.group.is_some() { "    " } else { "" };
+        let phase = if s.phase == crate::event::Phase::Rollback {
+            " [rollback]"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            out,
+            "{indent}{symbol} {} ({}){phase}  {status}  {}",
+            s.id, s.kind, s.name
+        );
+        if let Some(reason) = &s.reason {
+            let _ = writeln!(out, "{indent}    {reason}");
+        }
+        if let Some(w) = &s.would_run {
+            let _ = writeln!(out, "{indent}    would run: {w}");
+        }
+        for d in &s.decisions {
+            let comment = d
+                .comment
+                .as_deref()
+                .map(|c| format!(": {c}"))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "{indent}    {} by {} at {}{comment}",
+                d.decision, d.by, d.at
+            );
+        }
+        for a in &s.attempts {
+            let code = a
+                .exit_code
+                .map(|c| format!(", exit {c}"))
+                .unwrap_or_default();
+            let error = a
+                .error
+                .as_deref()
+                .map(|e| format!(" — {e}"))
+                .unwrap_or_default();
+            let status = serde_json::to_value(a.status)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "{indent}    attempt {}: {status}{code}, {}ms{error}",
+                a.attempt, a.duration_ms
+            );
+            if !a.outputs.is_empty() {
+                let shown: Vec<String> = a
+                    .outputs
+                    .iter()
+                    .filter(|(k, _)| !matches!(k.as_str(), "stdout" | "exit_code"))
+                    .map(|(k, val)| format!("{k}={}", crate::params::value_text(val)))
+                    .collect();
+                if !shown.is_empty() {
+                    let _ = writeln!(out, "{indent}      outputs: {}", shown.join(" "));
+                }
+            }
+            if !a.metrics.is_empty() {
+                let shown: Vec<String> = a
+                    .metrics
+                    .iter()
+                    .map(|(k, val)| format!("{k}={val}"))
+                    .collect();
+                let _ = writeln!(out, "{indent}      metrics: {}", shown.join(" "));
+            }
+            for line in a
+                .excerpt
+                .lines()
+                .rev()
+                .take(5)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+            {
+                let _ = writeln!(out, "{indent}      | {line}");
+            }
+        }
+    }
+    if let Some(summary) = &v.summary {
+        let _ = writeln!(out, "\n{summary}");
+    }
+    out
+}
+
+fn audit_verify(settings: &Settings, run: Option<&str>) -> Result<i32> {
+    let journal = Journal::open(&settings.db)?;
+    let events = journal.all_events()?;
+    let run_id = run
+        .map(|r| history::resolve_run_id(&journal, r))
+        .transpose()?;
+    let scope = run_id
+        .as_deref()
+        .map(|r| format!("run {r}"))
+        .unwrap_or_else(|| "the journal".into());
+    match journal::verify_chain(&events) {
+        Some(b)
+            if run_id
+                .as_ref()
+                .is_none_or(|r| events.iter().any(|e| e.seq >= b.seq && &e.run_id == r)) =>
+        {
+            println!("BROKEN: {scope}: event {}: {}", b.seq, b.problem);
+            Ok(exit::STEP_FAILED)
+        }
+        _ => {
+            let count = events
+                .iter()
+                .filter(|e| run_id.as_ref().is_none_or(|r| &e.run_id == r))
+                .count();
+            let head = events
+                .last()
+                .map(|e| e.hash.as_str())
+                .unwrap_or(journal::GENESIS_HASH);
+            println!("intact: {scope}: {count} events verified; head {head}");
+            Ok(exit::SUCCESS)
+        }
+    }
+}
+
+fn to_json(value: &impl serde::Serialize) -> Result<String> {
+    serde_json::to_string_pretty(value).map_err(|e| Error::Internal(format!("JSON output: {e}")))
+}
+
+fn short_time(rfc3339: &str) -> String {
+    rfc3339.get(..19).unwrap_or(rfc3339).replace('T', " ")
+}

@@ -1,0 +1,235 @@
+//! The events a run is made of, as they are journaled. A run's state — its steps, attempts,
+//! pauses and outcome — is whatever these events say (see `history`).
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// Where in the run a step ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    Main,
+    Rollback,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AttemptStatus {
+    Succeeded,
+    Failed,
+    TimedOut,
+    Aborted,
+    Skipped,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StepStatus {
+    // Ordered from best to worst: a group's outcome is the worst of its members.
+    Succeeded,
+    Skipped,
+    WouldRun,
+    Failed,
+    Rejected,
+    Aborted,
+}
+
+impl StepStatus {
+    pub fn name(self) -> &'static str {
+        match self {
+            StepStatus::Succeeded => "succeeded",
+            StepStatus::Skipped => "skipped",
+            StepStatus::WouldRun => "would-run",
+            StepStatus::Failed => "failed",
+            StepStatus::Rejected => "rejected",
+            StepStatus::Aborted => "aborted",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RunStatus {
+    Running,
+    AwaitingSignoff,
+    Succeeded,
+    Failed,
+    Aborted,
+    Rejected,
+}
+
+impl RunStatus {
+    pub fn name(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::AwaitingSignoff => "awaiting-signoff",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::Aborted => "aborted",
+            RunStatus::Rejected => "rejected",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [
+            RunStatus::Running,
+            RunStatus::AwaitingSignoff,
+            RunStatus::Succeeded,
+            RunStatus::Failed,
+            RunStatus::Aborted,
+            RunStatus::Rejected,
+        ]
+        .into_iter()
+        .find(|s| s.name() == text)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    RunStarted {
+        runbook: String,
+        title: String,
+        version: u32,
+        content_hash: String,
+        path: String,
+        params: Map<String, Value>,
+        operator: String,
+        operator_verified: bool,
+        host: String,
+        dry_run: bool,
+        kind: String,
+        total_steps: usize,
+        pid: u32,
+        engine_version: String,
+    },
+    StepStarted {
+        step: String,
+        name: String,
+        kind: String,
+        phase: Phase,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        group: Option<String>,
+    },
+    AttemptFinished {
+        step: String,
+        attempt: u32,
+        status: AttemptStatus,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        exit_code: Option<i32>,
+        duration_ms: u64,
+        outputs: Map<String, Value>,
+        metrics: Map<String, Value>,
+        excerpt: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+    StepFinished {
+        step: String,
+        status: StepStatus,
+        attempts: u32,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    StepSkipped {
+        step: String,
+        name: String,
+        kind: String,
+        phase: Phase,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        group: Option<String>,
+        reason: String,
+        /// In a dry run: what the step would have done (the rendered command).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        would_run: Option<String>,
+    },
+    /// A manual step or a gate answered on the terminal.
+    StepDecided {
+        step: String,
+        decision: String,
+        by: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        comment: Option<String>,
+    },
+    RunPaused {
+        step: String,
+        reason: String,
+        waiting_for: String,
+    },
+    AbortRequested {
+        by: String,
+    },
+    RollbackStarted {
+        failed_step: String,
+        steps: Vec<String>,
+    },
+    RunFinished {
+        status: RunStatus,
+        exit_code: i32,
+        summary: String,
+    },
+}
+
+impl Event {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::RunStarted { .. } => "run_started",
+            Event::StepStarted { .. } => "step_started",
+            Event::AttemptFinished { .. } => "attempt_finished",
+            Event::StepFinished { .. } => "step_finished",
+            Event::StepSkipped { .. } => "step_skipped",
+            Event::StepDecided { .. } => "step_decided",
+            Event::RunPaused { .. } => "run_paused",
+            Event::AbortRequested { .. } => "abort_requested",
+            Event::RollbackStarted { .. } => "rollback_started",
+            Event::RunFinished { .. } => "run_finished",
+        }
+    }
+
+    pub fn step(&self) -> Option<&str> {
+        match self {
+            Event::StepStarted { step, .. }
+            | Event::AttemptFinished { step, .. }
+            | Event::StepFinished { step, .. }
+            | Event::StepSkipped { step, .. }
+            | Event::StepDecided { step, .. }
+            | Event::RunPaused { step, .. } => Some(step),
+            _ => None,
+        }
+    }
+
+    /// The event as JSON with its keys sorted: the bytes that are hashed and stored.
+    pub fn canonical_json(&self) -> String {
+        // serde_json's Map is ordered by key (no `preserve_order`), so the value is canonical.
+        let value = serde_json::to_value(self).expect("events hold only JSON-representable data");
+        value.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_json_sorts_keys_and_round_trips() {
+        let e = Event::StepFinished {
+            step: "disk".into(),
+            status: StepStatus::WouldRun,
+            attempts: 0,
+            reason: None,
+        };
+        let json = e.canonical_json();
+        assert_eq!(
+            json,
+            r#"{"attempts":0,"event":"step_finished","status":"would-run","step":"disk"}"#
+        );
+        let back: Event = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.kind(), "step_finished");
+    }
+
+    #[test]
+    fn worst_status_orders_last() {
+        assert!(StepStatus::Failed > StepStatus::Succeeded);
+        assert!(StepStatus::Aborted > StepStatus::Failed);
+    }
+}

@@ -1,0 +1,373 @@
+//! The journal: one SQLite file (WAL, `synchronous=FULL`) holding every event of every run,
+//! each appended in its own transaction before the engine moves on, and chained by SHA-256
+//! so that an edited, deleted or reordered event is detected.
+//!
+//! The chain is global: event `seq` N carries the hash of event N-1 as `prev_hash`, and
+//! `hash = SHA-256(prev_hash || lp(seq) || lp(run_id) || lp(run_seq) || lp(at) || lp(kind)
+//! || lp(step) || lp(body))`, where `lp(x)` is the byte length of `x` as 8 bytes big-endian
+//! followed by its UTF-8 bytes (integers in decimal), `prev_hash` is hex, and the first
+//! event's `prev_hash` is 64 zeros. `body` is the event as canonical JSON (keys sorted).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+use crate::event::Event;
+
+pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// Schema migrations, applied in order; `PRAGMA user_version` counts those applied.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE events (
+    seq       INTEGER PRIMARY KEY,
+    run_id    TEXT    NOT NULL,
+    run_seq   INTEGER NOT NULL,
+    at        TEXT    NOT NULL,
+    kind      TEXT    NOT NULL,
+    step      TEXT,
+    body      TEXT    NOT NULL,
+    prev_hash TEXT    NOT NULL,
+    hash      TEXT    NOT NULL,
+    UNIQUE (run_id, run_seq)
+);
+CREATE INDEX events_by_kind ON events (kind, run_id);
+"#];
+
+/// One stored event.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoredEvent {
+    pub seq: i64,
+    pub run_id: String,
+    pub run_seq: i64,
+    pub at: String,
+    pub kind: String,
+    pub step: Option<String>,
+    pub body: String,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+impl StoredEvent {
+    pub fn event(&self) -> Result<Event> {
+        serde_json::from_str(&self.body).map_err(|e| {
+            Error::Internal(format!(
+                "journal event {} ({}) cannot be read: {e}",
+                self.seq, self.kind
+            ))
+        })
+    }
+}
+
+pub struct Journal {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl Journal {
+    /// Opens (creating it and its folder when needed) and migrates the journal at `path`.
+    pub fn open(path: &Path) -> Result<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| Error::Journal {
+                path: path.to_path_buf(),
+                message: format!("cannot create its folder {}: {e}", dir.display()),
+            })?;
+        }
+        let fail = |e: rusqlite::Error| Error::Journal {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        };
+        let conn = Connection::open(path).map_err(fail)?;
+        conn.busy_timeout(Duration::from_secs(15)).map_err(fail)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(fail)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(fail)?;
+        conn.set_prepared_statement_cache_capacity(32);
+        let mut journal = Self {
+            conn,
+            path: path.to_path_buf(),
+        };
+        journal.migrate().map_err(|e| journal.error(e))?;
+        Ok(journal)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn error(&self, e: impl std::fmt::Display) -> Error {
+        Error::Journal {
+            path: self.path.clone(),
+            message: e.to_string(),
+        }
+    }
+
+    fn migrate(&mut self) -> Result<(), String> {
+        let sql = |e: rusqlite::Error| e.to_string();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql)?;
+        let applied: usize = tx
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(sql)?;
+        if applied > MIGRATIONS.len() {
+            return Err(format!(
+                "the journal has schema version {applied}, newer than this opsbook knows ({}); use a newer opsbook",
+                MIGRATIONS.len()
+            ));
+        }
+        for migration in &MIGRATIONS[applied..] {
+            tx.execute_batch(migration).map_err(sql)?;
+        }
+        tx.pragma_update(None, "user_version", MIGRATIONS.len())
+            .map_err(sql)?;
+        tx.commit().map_err(sql)
+    }
+
+    /// Appends `event` to run `run_id` in its own durable transaction and returns it as stored.
+    pub fn append(&mut self, run_id: &str, event: &Event) -> Result<StoredEvent> {
+        let body = event.canonical_json();
+        let kind = event.kind();
+        let step = event.step().map(str::to_string);
+        let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        let path = self.path.clone();
+        let fail = move |e: rusqlite::Error| Error::Journal {
+            path: path.clone(),
+            message: format!("cannot append an event: {e}"),
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(&fail)?;
+        let (last_seq, prev_hash): (i64, String) = tx
+            .prepare_cached("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1")
+            .and_then(|mut s| s.query_row([], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+            .map_err(&fail)?
+            .unwrap_or((0, GENESIS_HASH.to_string()));
+        let run_seq: i64 = tx
+            .prepare_cached("SELECT COALESCE(MAX(run_seq), 0) FROM events WHERE run_id = ?1")
+            .and_then(|mut s| s.query_row([run_id], |r| r.get::<_, i64>(0)))
+            .map_err(&fail)?
+            + 1;
+        let mut stored = StoredEvent {
+            seq: last_seq + 1,
+            run_id: run_id.to_string(),
+            run_seq,
+            at,
+            kind: kind.to_string(),
+            step,
+            body,
+            prev_hash,
+            hash: String::new(),
+        };
+        stored.hash = event_hash(&stored);
+        tx.prepare_cached(
+            "INSERT INTO events (seq, run_id, run_seq, at, kind, step, body, prev_hash, hash)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                stored.seq,
+                stored.run_id,
+                stored.run_seq,
+                stored.at,
+                stored.kind,
+                stored.step,
+                stored.body,
+                stored.prev_hash,
+                stored.hash
+            ])
+        })
+        .map_err(&fail)?;
+        tx.commit().map_err(&fail)?;
+        Ok(stored)
+    }
+
+    /// The events of one run, in order.
+    pub fn run_events(&self, run_id: &str) -> Result<Vec<StoredEvent>> {
+        self.query(
+            "SELECT seq, run_id, run_seq, at, kind, step, body, prev_hash, hash
+             FROM events WHERE run_id = ?1 ORDER BY seq",
+            [run_id],
+        )
+    }
+
+    /// Every event of the journal, in order.
+    pub fn all_events(&self) -> Result<Vec<StoredEvent>> {
+        self.query(
+            "SELECT seq, run_id, run_seq, at, kind, step, body, prev_hash, hash
+             FROM events ORDER BY seq",
+            [],
+        )
+    }
+
+    /// The run-level events (start, pause, finish) of every run, for listings.
+    pub fn run_level_events(&self) -> Result<Vec<StoredEvent>> {
+        self.query(
+            "SELECT seq, run_id, run_seq, at, kind, step, body, prev_hash, hash
+             FROM events WHERE kind IN ('run_started', 'run_paused', 'run_finished')
+             ORDER BY seq",
+            [],
+        )
+    }
+
+    /// Run ids that start with `prefix` (so a unique prefix of a ULID is enough).
+    pub fn find_runs(&self, prefix: &str) -> Result<Vec<String>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT run_id FROM events WHERE kind = 'run_started' AND run_id LIKE ?1 || '%'",
+            )
+            .map_err(|e| self.error(e))?;
+        let rows = stmt
+            .query_map([prefix.to_uppercase()], |r| r.get(0))
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<String>>>())
+            .map_err(|e| self.error(e))?;
+        Ok(rows)
+    }
+
+    fn query(&self, sql: &str, args: impl rusqlite::Params) -> Result<Vec<StoredEvent>> {
+        let mut stmt = self.conn.prepare_cached(sql).map_err(|e| self.error(e))?;
+        let rows = stmt
+            .query_map(args, |r| {
+                Ok(StoredEvent {
+                    seq: r.get(0)?,
+                    run_id: r.get(1)?,
+                    run_seq: r.get(2)?,
+                    at: r.get(3)?,
+                    kind: r.get(4)?,
+                    step: r.get(5)?,
+                    body: r.get(6)?,
+                    prev_hash: r.get(7)?,
+                    hash: r.get(8)?,
+                })
+            })
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(|e| self.error(e))?;
+        Ok(rows)
+    }
+}
+
+/// The hash of an event, as described in the module documentation.
+pub fn event_hash(e: &StoredEvent) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(e.prev_hash.as_bytes());
+    for field in [
+        e.seq.to_string().as_str(),
+        e.run_id.as_str(),
+        e.run_seq.to_string().as_str(),
+        e.at.as_str(),
+        e.kind.as_str(),
+        e.step.as_deref().unwrap_or(""),
+        e.body.as_str(),
+    ] {
+        hasher.update((field.len() as u64).to_be_bytes());
+        hasher.update(field.as_bytes());
+    }
+    hex::encode(hasher.finalize())
+}
+
+/// Where a chain breaks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChainBreak {
+    pub seq: i64,
+    pub problem: String,
+}
+
+/// Recomputes the chain over `events` (in `seq` order, from the first event of the journal)
+/// and returns the first break.
+pub fn verify_chain(events: &[StoredEvent]) -> Option<ChainBreak> {
+    let mut expected_prev = GENESIS_HASH.to_string();
+    for (expected_seq, e) in (1..).zip(events) {
+        if e.seq != expected_seq {
+            return Some(ChainBreak {
+                seq: expected_seq,
+                problem: format!(
+                    "event {expected_seq} is missing (the next stored event is {})",
+                    e.seq
+                ),
+            });
+        }
+        if e.prev_hash != expected_prev {
+            return Some(ChainBreak {
+                seq: e.seq,
+                problem: "its prev_hash is not the hash of the event before it (an event was removed, reordered or rewritten)".into(),
+            });
+        }
+        if event_hash(e) != e.hash {
+            return Some(ChainBreak {
+                seq: e.seq,
+                problem: "its content does not match its hash (the event was edited)".into(),
+            });
+        }
+        expected_prev = e.hash.clone();
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Event;
+
+    fn journal() -> (tempfile::TempDir, Journal) {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(&dir.path().join("deep/er/j.db")).unwrap();
+        (dir, journal)
+    }
+
+    fn note(text: &str) -> Event {
+        Event::AbortRequested { by: text.into() }
+    }
+
+    #[test]
+    fn appends_chain_and_verify() {
+        let (_dir, mut j) = journal();
+        j.append("R1", &note("a")).unwrap();
+        j.append("R2", &note("b")).unwrap();
+        let third = j.append("R1", &note("c")).unwrap();
+        assert_eq!((third.seq, third.run_seq), (3, 2));
+        let all = j.all_events().unwrap();
+        assert_eq!(all[1].prev_hash, all[0].hash);
+        assert_eq!(verify_chain(&all), None);
+        assert_eq!(j.run_events("R1").unwrap().len(), 2);
+    }
+
+    #[test]
+    fn detects_edit_removal_and_reorder() {
+        let (_dir, mut j) = journal();
+        for t in ["a", "b", "c", "d"] {
+            j.append("R", &note(t)).unwrap();
+        }
+        let all = j.all_events().unwrap();
+
+        let mut edited = all.clone();
+        edited[1].body = edited[1].body.replace("\"b\"", "\"x\"");
+        assert_eq!(verify_chain(&edited).unwrap().seq, 2);
+
+        let mut removed = all.clone();
+        removed.remove(2);
+        assert_eq!(verify_chain(&removed).unwrap().seq, 3);
+
+        let mut swapped = all.clone();
+        swapped.swap(1, 2);
+        assert_eq!(verify_chain(&swapped).unwrap().seq, 2);
+    }
+
+    #[test]
+    fn reopening_keeps_schema_and_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
+        Journal::open(&path)
+            .unwrap()
+            .append("R", &note("a"))
+            .unwrap();
+        let j = Journal::open(&path).unwrap();
+        assert_eq!(j.all_events().unwrap().len(), 1);
+    }
+}

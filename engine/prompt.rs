@@ -1,0 +1,60 @@
+//! Asking the person at the terminal: whether there is one, choices, free text, and secrets
+//! without echo. Prompts go to stderr so stdout stays the run's record.
+
+use std::io::{BufRead, IsTerminal, Write};
+
+use crate::params::SecretSource;
+
+/// True when a person can answer: standard input and standard error are terminals.
+pub fn is_interactive() -> bool {
+    std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
+}
+
+/// Reads one line; None at end of input.
+pub fn ask_line(question: &str) -> Option<String> {
+    eprint!("{question}");
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    match std::io::stdin().lock().read_line(&mut line) {
+        Ok(0) | Err(_) => None,
+        Ok(_) => Some(line.trim().to_string()),
+    }
+}
+
+/// Asks until the answer starts with one of `choices` (case-insensitive); None at end of input.
+pub fn ask_choice(question: &str, choices: &[char]) -> Option<char> {
+    loop {
+        let answer = ask_line(question)?;
+        if let Some(c) = answer.chars().next().map(|c| c.to_ascii_lowercase()) {
+            if choices.contains(&c) {
+                return Some(c);
+            }
+        }
+        let listed: Vec<String> = choices.iter().map(|c| c.to_string()).collect();
+        eprintln!("  please answer {}", listed.join(" / "));
+    }
+}
+
+/// Asks for a non-empty line (a reason, a comment); None at end of input.
+pub fn ask_required(question: &str) -> Option<String> {
+    loop {
+        let answer = ask_line(question)?;
+        if !answer.is_empty() {
+            return Some(answer);
+        }
+        eprintln!("  an answer is required");
+    }
+}
+
+/// Secrets typed at the terminal, never echoed.
+pub struct TerminalSecrets;
+
+impl SecretSource for TerminalSecrets {
+    fn ask(&self, name: &str, description: Option<&str>) -> Option<String> {
+        if !is_interactive() {
+            return None;
+        }
+        let about = description.map(|d| format!(" ({d})")).unwrap_or_default();
+        rpassword::prompt_password(format!("{name}{about}: ")).ok()
+    }
+}

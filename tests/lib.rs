@@ -1,0 +1,6 @@
+//! Integration tests: each drives the real `opsbook` binary on a temporary workspace.
+
+mod support;
+
+mod check;
+mod run;
