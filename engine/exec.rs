@@ -540,13 +540,13 @@ impl Executor {
                 _ = self.abort.requested() => break result,
             }
         };
+        // Outputs are visible to later steps whatever the outcome: a summary step must be able
+        // to tell a failed check from a skipped one.
+        if let Ok(mut vars) = self.vars.lock() {
+            vars.insert(step.id.clone(), Value::Object(result.outputs.clone()));
+        }
         let (status, reason) = match result.status {
-            AttemptStatus::Succeeded => {
-                if let Ok(mut vars) = self.vars.lock() {
-                    vars.insert(step.id.clone(), Value::Object(result.outputs.clone()));
-                }
-                (StepStatus::Succeeded, None)
-            }
+            AttemptStatus::Succeeded => (StepStatus::Succeeded, None),
             AttemptStatus::Skipped => (StepStatus::Skipped, result.error.clone()),
             AttemptStatus::Aborted => (
                 StepStatus::Aborted,
