@@ -122,6 +122,8 @@ struct Linter<'a> {
     main_order: Vec<String>,
     compiled: HashMap<(String, &'static str), AST>,
     id_pattern: Regex,
+    /// `undo:` values of rollback steps, checked once every step is known.
+    undos: Vec<(String, Span)>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -143,6 +145,7 @@ impl<'a> Linter<'a> {
             step_ids: HashMap::new(),
             main_order: Vec::new(),
             compiled: HashMap::new(),
+            undos: Vec::new(),
             // A literal pattern, exercised by every test that loads a runbook.
             id_pattern: Regex::new("^[a-z0-9][a-z0-9_-]*$").expect("valid regex literal"),
         }
@@ -232,6 +235,21 @@ impl<'a> Linter<'a> {
                     format!("unknown key `{}` in {what}{hint}", key.as_str()),
                 );
             }
+        }
+    }
+
+    /// Where a mapping starts, for errors about the whole mapping: its first key (marked-yaml
+    /// starts a block mapping's span at the first `:`).
+    fn map_span(&self, map: &MarkedMappingNode) -> Span {
+        let (line, column) = Self::at(map.span());
+        let flow = self
+            .lines
+            .get(line.saturating_sub(1))
+            .and_then(|l| l.chars().nth(column.saturating_sub(1)))
+            == Some('{');
+        match map.keys().next() {
+            Some(first) if !flow => *first.span(),
+            _ => *map.span(),
         }
     }
 
@@ -345,7 +363,7 @@ impl<'a> Linter<'a> {
         for required in ["runbook", "title", "steps"] {
             if map.get_node(required).is_none() {
                 self.error(
-                    map.span(),
+                    &self.map_span(map),
                     format!("the runbook has no `{required}`; add it at the top level"),
                 );
             }
@@ -385,6 +403,28 @@ impl<'a> Linter<'a> {
         if let Some(params) = map.get_node("params") {
             self.lint_params(params);
         }
+        if let Some(node) = map.get_node("qualification") {
+            match node.as_mapping() {
+                Some(q) => {
+                    self.check_keys(
+                        q,
+                        field_names::<crate::runbook::Qualification>(),
+                        "`qualification`",
+                    );
+                    if q.get_node("supervised_runs").is_none() {
+                        self.error(
+                            &self.map_span(q),
+                            "`qualification` needs `supervised_runs: N`",
+                        );
+                    }
+                    self.positive_int(q, "supervised_runs");
+                }
+                None => self.error(
+                    node.span(),
+                    "`qualification` must be a mapping like `{ supervised_runs: 3 }`",
+                ),
+            }
+        }
         let is_test = map
             .get_scalar("kind")
             .map(|k| k.as_str() == "test")
@@ -400,6 +440,15 @@ impl<'a> Linter<'a> {
         }
         if let Some(rollback) = map.get_node("rollback") {
             self.lint_steps(rollback, Section::Rollback, is_test);
+        }
+        for (undo, span) in std::mem::take(&mut self.undos) {
+            if !self.main_order.contains(&undo) {
+                let hint = did_you_mean(&undo, self.main_order.iter().map(String::as_str));
+                self.error(
+                    &span,
+                    format!("`undo: {undo}` names no step of this runbook{hint}"),
+                );
+            }
         }
     }
 
@@ -567,7 +616,7 @@ impl<'a> Linter<'a> {
         let id = match map.get_node("id") {
             None => {
                 self.error(
-                    map.span(),
+                    &self.map_span(map),
                     "this step has no `id`; give every step a unique id",
                 );
                 String::from("?")
@@ -600,7 +649,7 @@ impl<'a> Linter<'a> {
             .collect();
         match kinds.as_slice() {
             [] => self.error(
-                map.span(),
+                &self.map_span(map),
                 format!(
                     "{what} has no kind; give it one of: {}",
                     STEP_KINDS.join(", ")
@@ -628,6 +677,9 @@ impl<'a> Linter<'a> {
             self.lint_retry(retry, &what);
         }
         if section == Section::Rollback {
+            if let Some(undo) = map.get_scalar("undo") {
+                self.undos.push((undo.as_str().to_string(), *undo.span()));
+            }
             if let Some(node) = map.get_node("on_failure") {
                 if node.as_scalar().map(|s| s.as_str()) == Some("rollback") {
                     self.error(node.span(), format!("{what} is a rollback step; `on_failure: rollback` cannot apply to it (use abort or continue)"));
@@ -684,7 +736,10 @@ impl<'a> Linter<'a> {
         };
         self.check_keys(map, field_names::<Retry>(), &format!("`retry` of {what}"));
         if map.get_node("attempts").is_none() {
-            self.error(map.span(), format!("`retry` of {what} needs `attempts`"));
+            self.error(
+                &self.map_span(map),
+                format!("`retry` of {what} needs `attempts`"),
+            );
         }
         self.positive_int(map, "attempts");
         self.duration_value(map, "delay");
@@ -716,7 +771,7 @@ impl<'a> Linter<'a> {
         self.check_keys(map, field_names::<Gate>(), &gate_what);
         if map.get_node("prompt").is_none() {
             self.error(
-                map.span(),
+                &self.map_span(map),
                 format!("{gate_what} needs a `prompt` saying what the signer confirms"),
             );
         }
@@ -748,6 +803,7 @@ impl<'a> Linter<'a> {
                     self.compiled.insert((id.to_string(), "rhai"), ast);
                 }
                 Err((message, pos)) => {
+                    let pos = locate_import(node.as_str(), &message).unwrap_or(pos);
                     let at = self.map_position(location, node.as_str(), pos);
                     self.error_at(at, format!("Rhai error in step `{id}`: {message}"));
                 }
@@ -826,6 +882,7 @@ impl<'a> Linter<'a> {
                 self.compiled.insert((id.to_string(), "script"), ast);
             }
             Err((message, pos)) => {
+                let pos = locate_import(&file.text, &message).unwrap_or(pos);
                 let line = pos.line().unwrap_or(0);
                 self.diagnostics.push(
                     Diagnostic::error(
@@ -883,20 +940,27 @@ impl<'a> Linter<'a> {
             .get(line.saturating_sub(1))
             .copied()
             .unwrap_or_default();
+        let before: String = text_line.chars().take(column.saturating_sub(1)).collect();
         let first = text_line.chars().nth(column.saturating_sub(1));
-        let block_indent = matches!(first, Some('|') | Some('>')).then(|| {
-            self.lines
-                .iter()
-                .skip(line)
-                .find(|l| !l.trim().is_empty())
-                .map(|l| l.len() - l.trim_start().len())
-                .unwrap_or(0)
-        });
+        // marked-yaml starts a `|` or `>` block scalar at its first content line; the line
+        // before it (skipping blank ones) ends with the block indicator.
+        let indicator_above = self.lines[..line.saturating_sub(1).min(self.lines.len())]
+            .iter()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .map(|l| {
+                let end = l
+                    .trim_end()
+                    .trim_end_matches(|c: char| c.is_ascii_digit() || c == '-' || c == '+');
+                end.ends_with('|') || end.ends_with('>')
+            })
+            .unwrap_or(false);
+        let is_block = before.trim().is_empty() && indicator_above;
         ScalarLocation {
             line,
             column,
-            block_indent,
-            quoted: matches!(first, Some('"') | Some('\'')),
+            block_indent: is_block.then(|| column.saturating_sub(1)),
+            quoted: !is_block && matches!(first, Some('"') | Some('\'')),
         }
     }
 
@@ -932,18 +996,7 @@ impl<'a> Linter<'a> {
         column: usize,
     ) -> (usize, usize) {
         match location.block_indent {
-            Some(indent) => {
-                // Block content starts on the first non-blank line after the indicator.
-                let first = self
-                    .lines
-                    .iter()
-                    .enumerate()
-                    .skip(location.line)
-                    .find(|(_, l)| !l.trim().is_empty())
-                    .map(|(i, _)| i + 1)
-                    .unwrap_or(location.line + 1);
-                (first + content_line, indent + column + 1)
-            }
+            Some(indent) => (location.line + content_line, indent + column + 1),
             None if content_line == 0 => (
                 location.line,
                 location.column + column + usize::from(location.quoted),
@@ -957,22 +1010,6 @@ impl<'a> Linter<'a> {
     fn build_plan(&mut self, runbook: Runbook) -> Plan {
         let steps = runbook.steps.iter().map(|s| self.plan_step(s)).collect();
         let rollback = runbook.rollback.iter().map(|s| self.plan_step(s)).collect();
-        if let Some(undo) = runbook.rollback.iter().find_map(|s| {
-            s.undo
-                .as_ref()
-                .filter(|u| !self.main_order.contains(u))
-                .map(|u| (s.id.clone(), u.clone()))
-        }) {
-            let at = self.step_ids.get(&undo.0).copied().unwrap_or((0, 0));
-            let hint = did_you_mean(&undo.1, self.main_order.iter().map(String::as_str));
-            self.error_at(
-                at,
-                format!(
-                    "rollback step `{}` undoes `{}`, which is not a step{hint}",
-                    undo.0, undo.1
-                ),
-            );
-        }
         Plan {
             source: self.source.clone(),
             runbook,
@@ -1057,6 +1094,22 @@ impl<'a> Linter<'a> {
     }
 }
 
+/// Rhai reports a module that cannot be found without a position; find its `import`.
+pub fn locate_import(script: &str, message: &str) -> Option<Position> {
+    let marker = "module not found: ";
+    let start = message.find(marker)? + marker.len();
+    let name = message[start..].split([' ', '`']).next()?;
+    for (i, line) in script.lines().enumerate() {
+        if let Some(col) = line.find(&format!("\"{name}\"")) {
+            if line[..col].contains("import") {
+                let import_col = line.find("import").unwrap_or(col);
+                return Some(Position::new((i + 1) as u16, (import_col + 1) as u16));
+            }
+        }
+    }
+    None
+}
+
 fn check_typed(s: &MarkedScalarNode, kind: ParamType) -> Result<(), String> {
     let ok = match kind {
         ParamType::String => true,
@@ -1067,7 +1120,8 @@ fn check_typed(s: &MarkedScalarNode, kind: ParamType) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!("`{}` is not a {}", s.as_str(), kind.name()))
+        let article = if kind == ParamType::Int { "an" } else { "a" };
+        Err(format!("`{}` is not {article} {}", s.as_str(), kind.name()))
     }
 }
 

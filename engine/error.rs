@@ -47,6 +47,10 @@ pub enum Error {
     #[error("refused to start: {0}")]
     Refused(String),
 
+    /// Identity or permission: a wrong passphrase, an unknown operator, a refused sign-off.
+    #[error("{0}")]
+    Auth(String),
+
     #[error("{0}")]
     Io(#[from] std::io::Error),
 
@@ -63,7 +67,7 @@ impl Error {
             | Error::Param { .. }
             | Error::Usage(_)
             | Error::UnknownRun(_) => exit::BAD_INPUT,
-            Error::Refused(_) => exit::REFUSED_TO_START,
+            Error::Refused(_) | Error::Auth(_) => exit::REFUSED_TO_START,
             Error::Journal { .. } | Error::Io(_) | Error::Internal(_) => exit::STEP_FAILED,
         }
     }

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 /// Where in the run a step ran.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Phase {
     Main,
@@ -52,6 +52,7 @@ impl StepStatus {
 pub enum RunStatus {
     Running,
     AwaitingSignoff,
+    AwaitingAcceptance,
     Succeeded,
     Failed,
     Aborted,
@@ -63,6 +64,7 @@ impl RunStatus {
         match self {
             RunStatus::Running => "running",
             RunStatus::AwaitingSignoff => "awaiting-signoff",
+            RunStatus::AwaitingAcceptance => "awaiting-acceptance",
             RunStatus::Succeeded => "succeeded",
             RunStatus::Failed => "failed",
             RunStatus::Aborted => "aborted",
@@ -74,6 +76,7 @@ impl RunStatus {
         [
             RunStatus::Running,
             RunStatus::AwaitingSignoff,
+            RunStatus::AwaitingAcceptance,
             RunStatus::Succeeded,
             RunStatus::Failed,
             RunStatus::Aborted,
@@ -102,6 +105,19 @@ pub enum Event {
         total_steps: usize,
         pid: u32,
         engine_version: String,
+        /// The person behind the operator name (aliases share one).
+        #[serde(default)]
+        person: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        role: Option<String>,
+        /// How the identity was established: passphrase, os-user, or unverified.
+        #[serde(default)]
+        auth: String,
+        /// A supervised training run: the trainee is the operator, signed off by the supervisor.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        supervisor: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        change: Option<String>,
     },
     StepStarted {
         step: String,
@@ -168,6 +184,73 @@ pub enum Event {
         exit_code: i32,
         summary: String,
     },
+    /// A process took over driving a run that had stopped (parked, or interrupted).
+    RunResumed {
+        by: String,
+        pid: u32,
+    },
+    /// What to do with a step that was started and never finished.
+    InterruptedStepDecided {
+        step: String,
+        decision: String,
+        by: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        comment: Option<String>,
+    },
+    /// A sign-off of a gate (or a counter-signature of a manual step).
+    SignoffRecorded {
+        step: String,
+        signer: String,
+        person: String,
+        role: String,
+        auth: String,
+        decision: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        comment: Option<String>,
+        /// The outputs of the `show` steps the signer was shown.
+        evidence: Map<String, Value>,
+        /// SHA-256 over run id, step id, runbook content hash, params and evidence.
+        binding: String,
+    },
+    /// A sign-off that the policy refused, kept so that attempts are on record.
+    SignoffRefused {
+        step: String,
+        signer: String,
+        reason: String,
+    },
+    GateTimedOut {
+        step: String,
+        action: String,
+    },
+    HandedOver {
+        from: String,
+        to: String,
+        note: String,
+        by: String,
+    },
+    /// The supervisor's verdict on a whole supervised training run.
+    AcceptanceDecided {
+        decision: String,
+        by: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        comment: Option<String>,
+    },
+    /// A test script's expectation on a step.
+    ExpectationChecked {
+        step: String,
+        passed: bool,
+        expected: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        detail: Option<String>,
+    },
+    /// Operators are journaled too: who added, disabled or changed whom.
+    OperatorChanged {
+        action: String,
+        name: String,
+        role: String,
+        person: String,
+        by: String,
+    },
 }
 
 impl Event {
@@ -183,6 +266,15 @@ impl Event {
             Event::AbortRequested { .. } => "abort_requested",
             Event::RollbackStarted { .. } => "rollback_started",
             Event::RunFinished { .. } => "run_finished",
+            Event::RunResumed { .. } => "run_resumed",
+            Event::InterruptedStepDecided { .. } => "interrupted_step_decided",
+            Event::SignoffRecorded { .. } => "signoff_recorded",
+            Event::SignoffRefused { .. } => "signoff_refused",
+            Event::GateTimedOut { .. } => "gate_timed_out",
+            Event::HandedOver { .. } => "handed_over",
+            Event::AcceptanceDecided { .. } => "acceptance_decided",
+            Event::ExpectationChecked { .. } => "expectation_checked",
+            Event::OperatorChanged { .. } => "operator_changed",
         }
     }
 
@@ -193,7 +285,12 @@ impl Event {
             | Event::StepFinished { step, .. }
             | Event::StepSkipped { step, .. }
             | Event::StepDecided { step, .. }
-            | Event::RunPaused { step, .. } => Some(step),
+            | Event::RunPaused { step, .. }
+            | Event::InterruptedStepDecided { step, .. }
+            | Event::SignoffRecorded { step, .. }
+            | Event::SignoffRefused { step, .. }
+            | Event::GateTimedOut { step, .. }
+            | Event::ExpectationChecked { step, .. } => Some(step),
             _ => None,
         }
     }

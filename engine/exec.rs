@@ -2,8 +2,9 @@
 //! timeouts, parallel groups, manual steps and gates, failure policies and rollback — and
 //! journals every state change before it moves on.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -15,15 +16,18 @@ use crate::abort::AbortSignal;
 use crate::duration::format_duration;
 use crate::error::{exit, Error, Result};
 use crate::event::{AttemptStatus, Event, Phase, RunStatus, StepStatus};
+use crate::gate::{self, Policy, Verdict};
+use crate::history::{RunView, StepView};
 use crate::hostinfo;
-use crate::identity::Operator;
+use crate::identity::{Directory, Operator};
 use crate::journal::Journal;
+use crate::lease::Lease;
 use crate::params::{value_text, Params};
-use crate::plan::{Plan, PlannedStep, ScriptSource, StepKind};
+use crate::plan::{Expectation, Plan, PlannedStep, ScriptSource, StepKind};
 use crate::progress::{FinishedStep, Progress};
 use crate::prompt;
 use crate::redact::Redactor;
-use crate::runbook::{Evidence, OnFailure};
+use crate::runbook::{OnFailure, OnTimeout};
 use crate::script::{self, ScriptContext, ScriptInputs, ScriptOutcome};
 use crate::shell::{self, CommandSpec};
 use crate::template::{self, Placeholder, Quoting};
@@ -42,6 +46,36 @@ pub struct RunRequest {
     pub dry_run: bool,
     /// A person can answer prompts (a terminal, and not `--non-interactive`).
     pub interactive: bool,
+    /// Without a person to ask, keep polling the journal for a sign-off instead of parking.
+    pub wait: bool,
+    /// A supervised training run: the supervisor counter-signs every gate and manual step.
+    pub supervision: Option<Supervision>,
+    pub change: Option<String>,
+    /// The journal's path, for the lease.
+    pub db: PathBuf,
+    /// Continue an existing run instead of starting one.
+    pub resume: Option<Resumption>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Supervision {
+    pub supervisor: String,
+    pub person: String,
+}
+
+/// What to do with a step that was started and never finished.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InterruptedChoice {
+    Rerun { why: String },
+    MarkDone { comment: String },
+    Abort,
+}
+
+/// An existing run to continue, with the decisions about its interrupted steps.
+pub struct Resumption {
+    pub view: RunView,
+    pub lease: Lease,
+    pub choices: HashMap<String, InterruptedChoice>,
 }
 
 pub struct RunResult {
@@ -56,6 +90,35 @@ enum StepOutcome {
     Done(StepStatus),
     /// Waiting for a person; the run stops here with exit 3.
     Parked,
+}
+
+enum TerminalAnswer {
+    /// Something was recorded (or nothing usable was said): look at the verdict again.
+    Again,
+    /// Nobody decides now: park.
+    Defer,
+}
+
+/// The journal event of one sign-off.
+pub fn signoff_event(
+    step: &str,
+    signer: &Operator,
+    decision: &str,
+    comment: Option<String>,
+    evidence: Map<String, Value>,
+    binding: String,
+) -> Event {
+    Event::SignoffRecorded {
+        step: step.to_string(),
+        signer: signer.name.clone(),
+        person: signer.person.clone(),
+        role: signer.role.map(|r| r.name()).unwrap_or("unverified").into(),
+        auth: signer.auth.name().into(),
+        decision: decision.into(),
+        comment,
+        evidence,
+        binding,
+    }
 }
 
 struct AttemptResult {
@@ -99,17 +162,45 @@ pub struct Executor {
     vars: Mutex<Map<String, Value>>,
     started: Mutex<HashSet<String>>,
     tally: Mutex<Vec<StepStatus>>,
+    expectations: Mutex<Vec<bool>>,
     runtime: tokio::runtime::Handle,
+    wait: bool,
+    supervision: Option<Supervision>,
+    change: Option<String>,
+    /// Steps finished before this process took over (a resumed run).
+    prior: HashMap<(Phase, String), StepStatus>,
+    /// Steps started before this process took over and never finished: re-entered without a
+    /// second start (gates, manual steps, groups) or decided by `choices` (scripts, commands).
+    reentered: HashSet<(Phase, String)>,
+    choices: HashMap<String, InterruptedChoice>,
+    rollback_for: Option<String>,
 }
 
-/// Starts a new run of `request` and drives it until it finishes or parks.
+/// Starts a new run of `request` (or continues `request.resume`) and drives it until it
+/// finishes or parks.
 pub async fn run(
     request: RunRequest,
     journal: Journal,
     progress: Arc<dyn Progress>,
     abort: AbortSignal,
 ) -> Result<RunResult> {
-    let run_id = ulid::Ulid::new().to_string();
+    let resumed = request.resume.is_some();
+    let (run_id, mut lease, state) = match request.resume {
+        Some(resumption) => {
+            let state = PriorState::of(&resumption.view);
+            (
+                resumption.view.id.clone(),
+                resumption.lease,
+                Some((state, resumption.choices)),
+            )
+        }
+        None => {
+            let run_id = ulid::Ulid::new().to_string();
+            let lease = Lease::acquire(&request.db, &run_id)?;
+            (run_id, lease, None)
+        }
+    };
+    lease.keep_renewed();
     let redactor = Arc::new(Redactor::new(request.params.secret_values()));
     let params_rhai = to_rhai_map(
         request
@@ -118,6 +209,7 @@ pub async fn run(
             .iter()
             .map(|(k, v)| (k.clone(), v.clone())),
     )?;
+    let (prior, choices) = state.unwrap_or_default();
     let executor = Executor {
         params_rhai,
         plan: request.plan,
@@ -131,12 +223,83 @@ pub async fn run(
         redactor,
         progress,
         abort,
-        vars: Mutex::new(Map::new()),
-        started: Mutex::new(HashSet::new()),
-        tally: Mutex::new(Vec::new()),
+        vars: Mutex::new(prior.vars),
+        started: Mutex::new(prior.started),
+        tally: Mutex::new(prior.tally),
+        expectations: Mutex::new(prior.expectations),
         runtime: tokio::runtime::Handle::current(),
+        wait: request.wait,
+        supervision: request.supervision,
+        change: request.change,
+        prior: prior.done,
+        reentered: prior.reentered,
+        choices,
+        rollback_for: prior.rollback_for,
     };
-    executor.start().await
+    let result = if resumed {
+        executor.resume().await
+    } else {
+        executor.start().await
+    };
+    drop(lease);
+    result
+}
+
+/// What a resumed run already did, from its journal.
+#[derive(Default)]
+struct PriorState {
+    done: HashMap<(Phase, String), StepStatus>,
+    reentered: HashSet<(Phase, String)>,
+    vars: Map<String, Value>,
+    started: HashSet<String>,
+    tally: Vec<StepStatus>,
+    expectations: Vec<bool>,
+    rollback_for: Option<String>,
+}
+
+impl PriorState {
+    fn of(view: &RunView) -> Self {
+        let mut state = PriorState {
+            rollback_for: view.rollback_for.clone(),
+            ..Default::default()
+        };
+        for step in &view.steps {
+            let key = (step.phase, step.id.clone());
+            state.started.insert(step.id.clone());
+            match step.status {
+                Some(status) => {
+                    state.reentered.remove(&key);
+                    state.done.insert(key, status);
+                    if step.kind != "parallel" {
+                        state.tally.push(status);
+                    }
+                }
+                None => {
+                    state.done.remove(&key);
+                    state.reentered.insert(key);
+                }
+            }
+            if let Some(attempt) = step.attempts.last() {
+                state
+                    .vars
+                    .insert(step.id.clone(), Value::Object(attempt.outputs.clone()));
+            }
+            if let Some(e) = &step.expectation {
+                state.expectations.push(e.passed);
+            }
+        }
+        state
+    }
+}
+
+/// Interrupted steps of a run that need a decision: scripts and commands that were started
+/// and never finished (gates, manual steps and groups are simply re-entered).
+pub fn interrupted_steps<'a>(plan: &'a Plan, view: &RunView) -> Vec<&'a PlannedStep> {
+    plan.all_steps()
+        .into_iter()
+        .filter(|s| matches!(s.kind, StepKind::Rhai { .. } | StepKind::Shell { .. }))
+        .filter(|s| view.step(&s.id).is_some_and(|v| v.status.is_none()))
+        .collect()
 }
 
 impl Executor {
@@ -150,13 +313,18 @@ impl Executor {
             path: self.plan.source.path.display().to_string(),
             params: self.params.redacted(),
             operator: self.operator.name.clone(),
-            operator_verified: self.operator.verified,
+            operator_verified: self.operator.verified(),
             host: hostinfo::hostname(),
             dry_run: self.dry_run,
             kind: format!("{:?}", rb.kind).to_lowercase(),
             total_steps: self.plan.steps.len(),
             pid: std::process::id(),
             engine_version: env!("CARGO_PKG_VERSION").to_string(),
+            person: self.operator.person.clone(),
+            role: self.operator.role.map(|r| r.name().to_string()),
+            auth: self.operator.auth.name().to_string(),
+            supervisor: self.supervision.as_ref().map(|s| s.supervisor.clone()),
+            change: self.change.clone(),
         })?;
         let dry = if self.dry_run { " (dry run)" } else { "" };
         // The run id is the first line: scripts and people read it from there.
@@ -166,7 +334,7 @@ impl Executor {
             rb.title,
             self.plan.steps.len(),
             self.operator.name,
-            if self.operator.verified {
+            if self.operator.verified() {
                 ""
             } else {
                 " (unverified)"
@@ -180,8 +348,38 @@ impl Executor {
         self.conclude(status, started.elapsed())
     }
 
+    async fn resume(&self) -> Result<RunResult> {
+        self.record(Event::RunResumed {
+            by: self.operator.name.clone(),
+            pid: std::process::id(),
+        })?;
+        let rb = &self.plan.runbook;
+        println!(
+            "run {} {} v{} (resumed)",
+            self.run_id, rb.runbook, rb.version
+        );
+        self.progress
+            .message(&format!("{} — resumed by {}", rb.title, self.operator.name));
+        self.progress.run_started(self.plan.steps.len());
+        let started = Instant::now();
+        let status = match self.rollback_for.clone() {
+            // Interrupted during a rollback: finish the rollback, then the run has failed.
+            Some(failed) => match self.plan.steps.iter().find(|s| s.id == failed) {
+                Some(step) => self.rollback(step).await.map(|_| RunStatus::Failed),
+                None => Ok(RunStatus::Failed),
+            },
+            None => self.drive().await,
+        };
+        self.progress.finish();
+        self.conclude(status?, started.elapsed())
+    }
+
     async fn drive(&self) -> Result<RunStatus> {
-        let mut failed = false;
+        let mut failed = self
+            .tally
+            .lock()
+            .map(|t| t.contains(&StepStatus::Failed))
+            .unwrap_or(false);
         for step in &self.plan.steps {
             if self.abort.is_requested() {
                 return self.aborted_between_steps();
@@ -198,14 +396,23 @@ impl Executor {
                     return Ok(RunStatus::Aborted);
                 }
                 StepOutcome::Done(StepStatus::Rejected) => return Ok(RunStatus::Rejected),
-                StepOutcome::Done(StepStatus::Failed) => match step.on_failure {
-                    OnFailure::Continue => failed = true,
-                    OnFailure::Abort => return Ok(RunStatus::Failed),
-                    OnFailure::Rollback => {
-                        self.rollback(step).await?;
-                        return Ok(RunStatus::Failed);
+                StepOutcome::Done(StepStatus::Failed) => {
+                    // An operator's stop request wins over the failure policy, except that a
+                    // rollback still runs: it is what makes stopping here safe.
+                    let stop = self.abort.is_requested();
+                    match step.on_failure {
+                        OnFailure::Rollback => {
+                            self.rollback(step).await?;
+                            if stop {
+                                return self.aborted_between_steps();
+                            }
+                            return Ok(RunStatus::Failed);
+                        }
+                        _ if stop => return self.aborted_between_steps(),
+                        OnFailure::Continue => failed = true,
+                        OnFailure::Abort => return Ok(RunStatus::Failed),
                     }
-                },
+                }
             }
         }
         Ok(if failed {
@@ -231,8 +438,30 @@ impl Executor {
             RunStatus::AwaitingSignoff => exit::AWAITING_SIGNOFF,
             RunStatus::Aborted | RunStatus::Rejected => exit::REJECTED_OR_ABORTED,
             RunStatus::Running => exit::STEP_FAILED,
+            RunStatus::AwaitingAcceptance => exit::AWAITING_SIGNOFF,
         };
         let summary = self.summary();
+        if let (Some(s), true) = (&self.supervision, status != RunStatus::AwaitingSignoff) {
+            self.record(Event::RunFinished {
+                status,
+                exit_code,
+                summary: summary.clone(),
+            })?;
+            self.progress.message(&format!(
+                "run {} {} in {}: {summary}. It awaits acceptance by the supervisor {}: opsbook signoff {} --accept (or --reject-run) --as {}",
+                self.run_id,
+                status.name(),
+                format_duration(elapsed),
+                s.supervisor,
+                self.run_id,
+                s.supervisor
+            ));
+            return Ok(RunResult {
+                run_id: self.run_id.clone(),
+                status: RunStatus::AwaitingAcceptance,
+                exit_code: exit::AWAITING_SIGNOFF,
+            });
+        }
         if status == RunStatus::AwaitingSignoff {
             self.progress.message(&format!(
                 "run {} parked ({summary}); it waits for a person. Continue it with: opsbook resume {}",
@@ -276,6 +505,18 @@ impl Executor {
                 parts.push(format!("{n} {}", status.name()));
             }
         }
+        let expectations = self
+            .expectations
+            .lock()
+            .map(|e| e.clone())
+            .unwrap_or_default();
+        if !expectations.is_empty() {
+            let passed = expectations.iter().filter(|p| **p).count();
+            parts.push(format!(
+                "expectations: {passed} of {} passed",
+                expectations.len()
+            ));
+        }
         parts.join(", ")
     }
 
@@ -308,49 +549,80 @@ impl Executor {
     ) -> Pin<Box<dyn Future<Output = Result<StepOutcome>> + 'a>> {
         Box::pin(async move {
             let advances = group.is_none() && phase == Phase::Main;
-            if let Some(when) = &step.when {
-                let inputs = self.script_inputs()?;
-                match script::eval_condition(
-                    &self.engine,
-                    &when.ast,
-                    &inputs,
-                    None,
-                    self.abort.clone(),
-                ) {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        let reason = format!("condition `when: {}` is false", when.text.trim());
-                        return self.skip(step, phase, group, reason, None, advances);
-                    }
-                    Err(message) => {
-                        self.begin(step, phase, group)?;
-                        let reason =
-                            format!("cannot evaluate `when: {}`: {message}", when.text.trim());
-                        return self.end(step, StepStatus::Failed, 0, Some(reason), None, advances);
+            let key = (phase, step.id.clone());
+            if let Some(status) = self.prior.get(&key) {
+                // Finished before this process took over: never run again.
+                self.progress.step_finished(&FinishedStep {
+                    id: &step.id,
+                    name: &step.name,
+                    status: *status,
+                    duration: None,
+                    detail: Some("done before the resume"),
+                    advances,
+                });
+                return Ok(StepOutcome::Done(*status));
+            }
+            let reentered = self.reentered.contains(&key);
+            let leaf = matches!(step.kind, StepKind::Rhai { .. } | StepKind::Shell { .. });
+            if reentered && leaf {
+                if let Some(outcome) = self.decide_interrupted(step, advances)? {
+                    return Ok(outcome);
+                }
+            } else if !reentered {
+                if let Some(when) = &step.when {
+                    let inputs = self.script_inputs()?;
+                    match script::eval_condition(
+                        &self.engine,
+                        &when.ast,
+                        &inputs,
+                        None,
+                        self.abort.clone(),
+                    ) {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            let reason = format!("condition `when: {}` is false", when.text.trim());
+                            return self.skip(step, phase, group, reason, None, advances);
+                        }
+                        Err(message) => {
+                            self.begin(step, phase, group)?;
+                            let reason =
+                                format!("cannot evaluate `when: {}`: {message}", when.text.trim());
+                            return self.end(
+                                step,
+                                StepStatus::Failed,
+                                0,
+                                Some(reason),
+                                None,
+                                advances,
+                            );
+                        }
                     }
                 }
+                if self.dry_run && !step.readonly && !matches!(step.kind, StepKind::Parallel(_)) {
+                    let would_run = self.describe(step);
+                    return self.skip(
+                        step,
+                        phase,
+                        group,
+                        "dry run: the step is not readonly".into(),
+                        Some(would_run),
+                        advances,
+                    );
+                }
             }
-            if self.dry_run && !step.readonly && !matches!(step.kind, StepKind::Parallel(_)) {
-                let would_run = self.describe(step);
-                return self.skip(
-                    step,
-                    phase,
-                    group,
-                    "dry run: the step is not readonly".into(),
-                    Some(would_run),
-                    advances,
-                );
+            if !reentered || leaf {
+                self.begin(step, phase, group)?;
+            } else {
+                self.progress.step_started(&step.id, &step.name);
             }
-            self.begin(step, phase, group)?;
             let started = Instant::now();
             match &step.kind {
                 StepKind::Rhai { .. } | StepKind::Shell { .. } => {
                     self.run_attempts(step, advances, started).await
                 }
-                StepKind::Manual { instructions } => {
-                    self.manual(step, instructions, advances, started).await
+                StepKind::Manual { .. } | StepKind::Gate(_) => {
+                    self.await_person(step, advances, started).await
                 }
-                StepKind::Gate(gate) => self.gate(step, gate, advances, started).await,
                 StepKind::Parallel(members) => {
                     let outcomes = futures::future::join_all(
                         members
@@ -370,6 +642,46 @@ impl Executor {
                 }
             }
         })
+    }
+
+    /// Applies the decision about a script or command that was interrupted; None: run it again.
+    fn decide_interrupted(
+        &self,
+        step: &PlannedStep,
+        advances: bool,
+    ) -> Result<Option<StepOutcome>> {
+        let choice = self
+            .choices
+            .get(&step.id)
+            .cloned()
+            .unwrap_or(InterruptedChoice::Abort);
+        let (decision, comment) = match &choice {
+            InterruptedChoice::Rerun { why } => ("rerun", Some(why.clone())),
+            InterruptedChoice::MarkDone { comment } => ("marked-done", Some(comment.clone())),
+            InterruptedChoice::Abort => ("abort", None),
+        };
+        self.record(Event::InterruptedStepDecided {
+            step: step.id.clone(),
+            decision: decision.into(),
+            by: self.operator.name.clone(),
+            comment,
+        })?;
+        match choice {
+            InterruptedChoice::Rerun { .. } => Ok(None),
+            InterruptedChoice::MarkDone { comment } => {
+                let reason = format!(
+                    "interrupted; marked done by {}: {comment}",
+                    self.operator.name
+                );
+                self.end(step, StepStatus::Succeeded, 0, Some(reason), None, advances)
+                    .map(Some)
+            }
+            InterruptedChoice::Abort => {
+                let reason = format!("interrupted; the run was aborted by {}", self.operator.name);
+                self.end(step, StepStatus::Aborted, 0, Some(reason), None, advances)
+                    .map(Some)
+            }
+        }
     }
 
     fn begin(&self, step: &PlannedStep, phase: Phase, group: Option<&str>) -> Result<()> {
@@ -545,7 +857,11 @@ impl Executor {
         if let Ok(mut vars) = self.vars.lock() {
             vars.insert(step.id.clone(), Value::Object(result.outputs.clone()));
         }
+        let expectation_missed = self.check_expectation(step, &result)?;
         let (status, reason) = match result.status {
+            AttemptStatus::Succeeded if expectation_missed.is_some() => {
+                (StepStatus::Failed, expectation_missed)
+            }
             AttemptStatus::Succeeded => (StepStatus::Succeeded, None),
             AttemptStatus::Skipped => (StepStatus::Skipped, result.error.clone()),
             AttemptStatus::Aborted => (
@@ -586,6 +902,15 @@ impl Executor {
     fn render(&self, text: &str, quoting: Quoting) -> Result<String, String> {
         let vars = self.vars.lock().map(|v| v.clone()).unwrap_or_default();
         template::render(text, quoting, |placeholder| match placeholder {
+            // A secret never goes into a command line (other users can read argv): the command
+            // reads it from its environment instead.
+            Placeholder::Param(name)
+                if quoting == Quoting::Shell
+                    && self.params.is_secret(name)
+                    && self.params.text(name).is_some() =>
+            {
+                Some(format!("\"${}\"", crate::params::env_name(name)))
+            }
             Placeholder::Param(name) => self.params.text(name),
             Placeholder::Var { step, output } => {
                 vars.get(step).and_then(|o| o.get(output)).map(value_text)
@@ -777,163 +1102,451 @@ impl Executor {
         Ok(StepOutcome::Parked)
     }
 
-    async fn manual(
+    /// A test script's `expect:` on a script or command step: journaled; a miss fails the
+    /// step (the returned reason).
+    fn check_expectation(
         &self,
         step: &PlannedStep,
-        instructions: &str,
-        advances: bool,
-        started: Instant,
-    ) -> Result<StepOutcome> {
-        let text = self
-            .render(instructions, Quoting::Plain)
-            .unwrap_or_else(|_| instructions.to_string());
-        if !self.interactive {
-            return self.park(
-                step,
-                format!(
-                    "manual step `{}` needs an operator to do it and tick it off",
-                    step.id
+        result: &AttemptResult,
+    ) -> Result<Option<String>> {
+        let Some(Expectation::Check(expr)) = &step.expect else {
+            return Ok(None);
+        };
+        let (passed, detail) = if result.status != AttemptStatus::Succeeded {
+            (false, Some("the step did not succeed".to_string()))
+        } else {
+            let outputs = to_rhai_map(result.outputs.clone())?;
+            let inputs = self.script_inputs()?;
+            match script::eval_condition(
+                &self.engine,
+                &expr.ast,
+                &inputs,
+                Some(("outputs", outputs)),
+                self.abort.clone(),
+            ) {
+                Ok(true) => (true, None),
+                Ok(false) => (
+                    false,
+                    Some(format!(
+                        "outputs were {}",
+                        Value::Object(result.outputs.clone())
+                    )),
                 ),
-                "operator",
-            );
-        }
-        let heading = format!(
-            "\n── manual step {}: {}\n   {}\n",
-            step.id,
-            step.name,
-            text.replace('\n', "\n   ")
-        );
-        let answer = self
-            .ask(move || {
-                eprintln!("{heading}");
-                match prompt::ask_choice(
-                    "   [d]one, [s]kip (with a reason), [a]bort the run? ",
-                    &['d', 's', 'a'],
-                )? {
-                    'd' => Some(("done", None)),
-                    's' => prompt::ask_required("   reason for skipping: ")
-                        .map(|r| ("skipped", Some(r))),
-                    _ => Some(("aborted", None)),
-                }
-            })
-            .await;
-        let Some((decision, comment)) = answer else {
-            if self.abort.is_requested() {
-                return self.end(
-                    step,
-                    StepStatus::Aborted,
-                    0,
-                    Some("stopped at the operator's request".into()),
-                    None,
-                    advances,
-                );
+                Err(e) => (false, Some(e)),
             }
-            return self.park(step, "no answer at the terminal".into(), "operator");
         };
-        self.record(Event::StepDecided {
-            step: step.id.clone(),
-            decision: decision.into(),
-            by: self.operator.name.clone(),
-            comment: comment.clone(),
-        })?;
-        let (status, reason) = match decision {
-            "done" => (
-                StepStatus::Succeeded,
-                Some(format!("done by {}", self.operator.name)),
-            ),
-            "skipped" => (
-                StepStatus::Skipped,
-                comment.map(|c| format!("skipped by {}: {c}", self.operator.name)),
-            ),
-            _ => (
-                StepStatus::Aborted,
-                Some(format!("run aborted by {}", self.operator.name)),
-            ),
-        };
-        self.end(step, status, 0, reason, Some(started.elapsed()), advances)
+        self.record_expectation(step, expr.text.trim(), passed, detail.clone())?;
+        Ok((!passed).then(|| {
+            let detail = detail.map(|d| format!(": {d}")).unwrap_or_default();
+            format!("expectation `{}` not met{detail}", expr.text.trim())
+        }))
     }
 
-    async fn gate(
+    fn record_expectation(
         &self,
         step: &PlannedStep,
-        gate: &crate::runbook::Gate,
+        expected: &str,
+        passed: bool,
+        detail: Option<String>,
+    ) -> Result<()> {
+        self.record(Event::ExpectationChecked {
+            step: step.id.clone(),
+            passed,
+            expected: expected.to_string(),
+            detail,
+        })?;
+        if let Ok(mut e) = self.expectations.lock() {
+            e.push(passed);
+        }
+        Ok(())
+    }
+
+    /// The run as the journal has it now (sign-offs may come from other processes).
+    fn current_view(&self) -> Result<RunView> {
+        let journal = self
+            .journal
+            .lock()
+            .map_err(|_| Error::Internal("the journal lock was poisoned".into()))?;
+        RunView::from_events(&journal.run_events(&self.run_id)?)
+    }
+
+    /// A gate, or a manual step: decided at the terminal, by sign-offs from another terminal
+    /// (polled with `--wait`), or parked.
+    async fn await_person(
+        &self,
+        step: &PlannedStep,
         advances: bool,
         started: Instant,
     ) -> Result<StepOutcome> {
-        if !self.interactive {
-            return self.park(
-                step,
-                format!("gate `{}` needs a sign-off: {}", step.id, gate.prompt),
-                "signoff",
-            );
-        }
-        let prompt_text = self
-            .render(&gate.prompt, Quoting::Plain)
-            .unwrap_or_else(|_| gate.prompt.clone());
-        let heading = format!(
-            "\n── gate {}: {}\n   {prompt_text}\n   (role {} or above)\n",
-            step.id,
-            step.name,
-            gate.role.name()
-        );
-        let evidence_required = gate.evidence == Evidence::Required;
-        let answer = self
-            .ask(move || {
-                eprintln!("{heading}");
-                let choice =
-                    prompt::ask_choice("   [a]pprove, [r]eject, [d]efer? ", &['a', 'r', 'd'])?;
-                let comment = match (choice, evidence_required) {
-                    ('d', _) => None,
-                    (_, true) => Some(prompt::ask_required("   evidence (required): ")?),
-                    (_, false) => {
-                        prompt::ask_line("   comment (optional): ").filter(|c| !c.is_empty())
+        let person = self.supervision.as_ref().map(|s| s.person.as_str());
+        let Some(policy) = Policy::for_step(step, person) else {
+            return Err(Error::Internal(format!("step {} needs no person", step.id)));
+        };
+        loop {
+            let view = self.current_view()?;
+            let Some(step_view) = view.step(&step.id).cloned() else {
+                return Err(Error::Internal(format!("step {} has no record", step.id)));
+            };
+            if step_view.status.is_some() {
+                // Decided at the terminal (a skip) since the last look.
+                let status = step_view.status.unwrap_or(StepStatus::Skipped);
+                self.finished(
+                    step,
+                    status,
+                    Some(started.elapsed()),
+                    step_view.reason.as_deref(),
+                    advances,
+                );
+                return Ok(StepOutcome::Done(status));
+            }
+            let observe = match (&step.expect, policy.manual) {
+                (Some(Expectation::Observe(text)), true) => Some(text.clone()),
+                _ => None,
+            };
+            match gate::verdict(&policy, &step_view) {
+                Verdict::Approved => {
+                    let signers: Vec<&str> = step_view
+                        .signoffs
+                        .iter()
+                        .filter(|s| s.decision == "approved")
+                        .map(|s| s.signer.as_str())
+                        .collect();
+                    let what = if policy.manual {
+                        "done, signed by"
+                    } else {
+                        "approved by"
+                    };
+                    if let Some(expected) = &observe {
+                        self.record_expectation(step, expected, true, None)?;
                     }
-                };
-                Some((choice, comment))
-            })
-            .await;
-        match answer {
-            None | Some(('d', _)) => {
-                if self.abort.is_requested() {
+                    let reason = format!("{what} {}", signers.join(", "));
                     return self.end(
                         step,
-                        StepStatus::Aborted,
+                        StepStatus::Succeeded,
                         0,
-                        Some("stopped at the operator's request".into()),
-                        None,
+                        Some(reason),
+                        Some(started.elapsed()),
                         advances,
                     );
                 }
-                self.park(step, format!("gate `{}` deferred", step.id), "signoff")
+                Verdict::Rejected { by, at } => {
+                    if let Some(expected) = &observe {
+                        self.record_expectation(
+                            step,
+                            expected,
+                            false,
+                            Some(format!("{by} observed something else")),
+                        )?;
+                        let reason = format!("the observed result did not match, reported by {by}");
+                        return self.end(
+                            step,
+                            StepStatus::Failed,
+                            0,
+                            Some(reason),
+                            Some(started.elapsed()),
+                            advances,
+                        );
+                    }
+                    let reason = format!("rejected by {by} at {at}");
+                    return self.end(
+                        step,
+                        StepStatus::Rejected,
+                        0,
+                        Some(reason),
+                        Some(started.elapsed()),
+                        advances,
+                    );
+                }
+                Verdict::TimedOut { action } => {
+                    return self.timed_out(step, action, false, advances)
+                }
+                Verdict::Pending { .. } => {}
             }
-            Some((choice, comment)) => {
-                let approved = choice == 'a';
-                self.record(Event::StepDecided {
-                    step: step.id.clone(),
-                    decision: if approved { "approved" } else { "rejected" }.into(),
-                    by: self.operator.name.clone(),
-                    comment,
-                })?;
-                let status = if approved {
-                    StepStatus::Succeeded
-                } else {
-                    StepStatus::Rejected
+            if gate::is_past_deadline(&policy, &step_view) {
+                return self.timed_out(step, policy.on_timeout, true, advances);
+            }
+            if self.abort.is_requested() {
+                let reason = "stopped at the operator's request".to_string();
+                return self.end(step, StepStatus::Aborted, 0, Some(reason), None, advances);
+            }
+            let deadline = gate::deadline(&policy, &step_view);
+            if self.interactive {
+                match self
+                    .ask_at_terminal(step, &policy, &view, &step_view, deadline)
+                    .await?
+                {
+                    TerminalAnswer::Again => continue,
+                    TerminalAnswer::Defer => {}
+                }
+            } else if self.wait {
+                self.progress.step_line(&step.id, "waiting for a sign-off");
+                let pause = match deadline {
+                    Some(d) => (d - chrono::Utc::now())
+                        .to_std()
+                        .unwrap_or_default()
+                        .min(Duration::from_millis(500)),
+                    None => Duration::from_millis(500),
                 };
-                let reason = format!(
-                    "{} by {}",
-                    if approved { "approved" } else { "rejected" },
-                    self.operator.name
-                );
-                self.end(
-                    step,
-                    status,
-                    0,
-                    Some(reason),
-                    Some(started.elapsed()),
-                    advances,
-                )
+                tokio::select! {
+                    _ = tokio::time::sleep(pause) => {}
+                    _ = self.abort.requested() => {}
+                }
+                continue;
+            }
+            let evidence = gate::evidence(&policy, &view);
+            let binding = gate::binding(
+                &self.run_id,
+                &step.id,
+                &self.plan.source.content_hash,
+                &view.params,
+                &evidence,
+            );
+            let waiting_for = if self.supervision.is_some() {
+                "countersign"
+            } else if policy.manual {
+                "operator"
+            } else {
+                "signoff"
+            };
+            let what = if policy.manual { "manual step" } else { "gate" };
+            self.park(
+                step,
+                format!(
+                    "{what} `{}` waits for {}",
+                    step.id,
+                    policy.who_may_sign(&view)
+                ),
+                waiting_for,
+            )?;
+            self.progress.message(&format!(
+                "  sign it from any terminal: opsbook signoff {} --step {} --approve [--comment TEXT] --as NAME\n  binding {binding}",
+                self.run_id, step.id
+            ));
+            return Ok(StepOutcome::Parked);
+        }
+    }
+
+    fn timed_out(
+        &self,
+        step: &PlannedStep,
+        action: OnTimeout,
+        record: bool,
+        advances: bool,
+    ) -> Result<StepOutcome> {
+        let action_name = if action == OnTimeout::Abort {
+            "abort"
+        } else {
+            "reject"
+        };
+        if record {
+            self.record(Event::GateTimedOut {
+                step: step.id.clone(),
+                action: action_name.into(),
+            })?;
+        }
+        let status = if action == OnTimeout::Abort {
+            StepStatus::Aborted
+        } else {
+            StepStatus::Rejected
+        };
+        let reason = format!(
+            "timed out waiting for a sign-off ({action_name}); a gate never approves by timing out"
+        );
+        self.end(step, status, 0, Some(reason), None, advances)
+    }
+
+    /// One round at the terminal: the prompt, the evidence and who may sign; then a decision
+    /// by the runner, or by another operator who identifies on the spot.
+    async fn ask_at_terminal(
+        &self,
+        step: &PlannedStep,
+        policy: &Policy,
+        view: &RunView,
+        step_view: &StepView,
+        deadline: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<TerminalAnswer> {
+        let evidence = gate::evidence(policy, view);
+        let heading = self.terminal_heading(step, policy, view, step_view, &evidence, deadline);
+        let manual = policy.manual;
+        let own_name = self.operator.name.clone();
+        let trainee_run = self.supervision.is_some();
+        let evidence_required = policy.evidence_required;
+        let observe = matches!(step.expect, Some(Expectation::Observe(_)));
+        let asked = self.ask(move || {
+            eprintln!("{heading}");
+            let (question, choices): (&str, &[char]) = match (manual, observe) {
+                (true, true) => ("   [d]one, as expected / [m]ismatch / [s]kip (with a reason) / [w]ait (park) / [a]bort? ", &['d', 'm', 's', 'w', 'a']),
+                (true, false) => ("   [d]one / [s]kip (with a reason) / [w]ait (park) / [a]bort? ", &['d', 's', 'w', 'a']),
+                (false, _) => ("   [a]pprove / [r]eject / [d]efer (park)? ", &['a', 'r', 'd']),
+            };
+            let decision = match (manual, prompt::ask_choice(question, choices)?) {
+                (true, 'd') | (false, 'a') => "approved",
+                (true, 'm') | (false, 'r') => "rejected",
+                (true, 's') => "skipped",
+                (true, 'a') => "aborted",
+                _ => return Some(None),
+            };
+            let comment = match decision {
+                "skipped" => Some(prompt::ask_required("   reason for skipping: ")?),
+                "aborted" => None,
+                _ if evidence_required => Some(prompt::ask_required("   evidence (required): ")?),
+                _ => prompt::ask_line("   comment (optional): ").filter(|c| !c.is_empty()),
+            };
+            // The runner signs as themself unless another operator steps up. A trainee's own
+            // tick of a manual step is recorded, and the supervisor counter-signs after it.
+            let asks_for_signer = !matches!(decision, "skipped" | "aborted") && (!manual || trainee_run);
+            let signer = if asks_for_signer {
+                prompt::ask_line(&format!("   signing as (Enter for {own_name}, or another operator's name): "))?
+            } else {
+                String::new()
+            };
+            let passphrase = if signer.is_empty() || signer == own_name {
+                None
+            } else {
+                Some(rpassword::prompt_password(format!("   passphrase for {signer}: ")).ok()?)
+            };
+            Some(Some((decision, comment, signer, passphrase)))
+        });
+        let answer = match deadline {
+            Some(d) => {
+                let left = (d - chrono::Utc::now()).to_std().unwrap_or_default();
+                tokio::select! {
+                    answer = asked => answer,
+                    _ = tokio::time::sleep(left) => return Ok(TerminalAnswer::Again),
+                }
+            }
+            None => asked.await,
+        };
+        let Some(Some((decision, comment, signer_name, passphrase))) = answer else {
+            // Deferred, end of input, or Ctrl-C (the loop then sees the abort).
+            return Ok(if self.abort.is_requested() {
+                TerminalAnswer::Again
+            } else {
+                TerminalAnswer::Defer
+            });
+        };
+        if matches!(decision, "skipped" | "aborted") {
+            self.record(Event::StepDecided {
+                step: step.id.clone(),
+                decision: decision.into(),
+                by: self.operator.name.clone(),
+                comment: comment.clone(),
+            })?;
+            if decision == "aborted" {
+                self.abort.escalate();
+            } else {
+                let reason = comment.map(|c| format!("skipped by {}: {c}", self.operator.name));
+                self.record(Event::StepFinished {
+                    step: step.id.clone(),
+                    status: StepStatus::Skipped,
+                    attempts: 0,
+                    reason,
+                })?;
+            }
+            return Ok(TerminalAnswer::Again);
+        }
+        if manual && trainee_run && decision == "approved" && signer_name.is_empty() {
+            self.record(Event::StepDecided {
+                step: step.id.clone(),
+                decision: "done".into(),
+                by: self.operator.name.clone(),
+                comment,
+            })?;
+            eprintln!(
+                "   recorded as done by {}; the supervisor counter-signs next",
+                self.operator.name
+            );
+            return Ok(TerminalAnswer::Again);
+        }
+        let signer = match passphrase {
+            None => self.operator.clone(),
+            Some(pass) => {
+                let mut journal = self
+                    .journal
+                    .lock()
+                    .map_err(|_| Error::Internal("the journal lock was poisoned".into()))?;
+                match Directory::new(&mut journal).verify(&signer_name, &pass) {
+                    Ok(op) => op,
+                    Err(e) => {
+                        eprintln!("   {e}");
+                        return Ok(TerminalAnswer::Again);
+                    }
+                }
+            }
+        };
+        let approves = decision == "approved";
+        if let Err(reason) = gate::check_signer(
+            policy,
+            &signer,
+            view,
+            step_view,
+            comment.as_deref(),
+            approves,
+        ) {
+            self.record(Event::SignoffRefused {
+                step: step.id.clone(),
+                signer: signer.name.clone(),
+                reason: reason.clone(),
+            })?;
+            eprintln!("   refused: {reason}");
+            return Ok(TerminalAnswer::Again);
+        }
+        let binding = gate::binding(
+            &self.run_id,
+            &step.id,
+            &self.plan.source.content_hash,
+            &view.params,
+            &evidence,
+        );
+        self.record(signoff_event(
+            &step.id, &signer, decision, comment, evidence, binding,
+        ))?;
+        Ok(TerminalAnswer::Again)
+    }
+
+    fn terminal_heading(
+        &self,
+        step: &PlannedStep,
+        policy: &Policy,
+        view: &RunView,
+        step_view: &StepView,
+        evidence: &Map<String, Value>,
+        deadline: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> String {
+        let prompt_text = self
+            .render(&policy.prompt, Quoting::Plain)
+            .unwrap_or_else(|_| policy.prompt.clone());
+        let what = if policy.manual { "manual step" } else { "gate" };
+        let mut heading = format!(
+            "\n── {what} {}: {}\n   {}\n",
+            step.id,
+            step.name,
+            prompt_text.replace('\n', "\n   ")
+        );
+        if let Some(Expectation::Observe(expected)) = &step.expect {
+            heading.push_str(&format!("   expected: {expected}\n"));
+        }
+        for line in gate::describe_evidence(evidence) {
+            heading.push_str(&format!("   evidence  {}\n", self.redactor.text(&line)));
+        }
+        heading.push_str(&format!("   who signs: {}\n", policy.who_may_sign(view)));
+        if let Verdict::Pending { approvals, needed } = gate::verdict(policy, step_view) {
+            if needed > 1 {
+                heading.push_str(&format!("   approvals so far: {approvals} of {needed}\n"));
             }
         }
+        if let Some(d) = deadline {
+            let then = if policy.on_timeout == OnTimeout::Abort {
+                "abort"
+            } else {
+                "reject"
+            };
+            heading.push_str(&format!(
+                "   times out at {} (then {then})\n",
+                d.format("%H:%M:%S UTC")
+            ));
+        }
+        heading
     }
 
     // ----- rollback ------------------------------------------------------------------------

@@ -32,6 +32,57 @@ pub struct RunView {
     pub total_steps: usize,
     pub steps: Vec<StepView>,
     pub events: usize,
+    /// The person behind the operator (aliases share one).
+    pub person: String,
+    pub role: Option<String>,
+    pub auth: String,
+    /// Set on a supervised training run: the operator is the trainee.
+    pub supervisor: Option<String>,
+    pub change: Option<String>,
+    /// Who holds the run now: the operator, then whoever it was handed over to.
+    pub owner: String,
+    pub custody: Vec<Handover>,
+    pub resumes: Vec<Resume>,
+    /// The step whose failure started the rollback.
+    pub rollback_for: Option<String>,
+    /// The outcome before acceptance, for a training run.
+    pub outcome: Option<RunStatus>,
+    pub acceptance: Option<Decision>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Handover {
+    pub from: String,
+    pub to: String,
+    pub note: String,
+    pub by: String,
+    pub at: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Resume {
+    pub by: String,
+    pub at: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Signoff {
+    pub signer: String,
+    pub person: String,
+    pub role: String,
+    pub auth: String,
+    pub decision: String,
+    pub comment: Option<String>,
+    pub evidence: Map<String, Value>,
+    pub binding: String,
+    pub at: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Expectation {
+    pub passed: bool,
+    pub expected: String,
+    pub detail: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -57,6 +108,41 @@ pub struct StepView {
     pub finished_at: Option<String>,
     pub attempts: Vec<AttemptView>,
     pub decisions: Vec<Decision>,
+    pub signoffs: Vec<Signoff>,
+    /// Sign-offs the policy refused: who tried, and why not.
+    pub refusals: Vec<Decision>,
+    pub expectation: Option<Expectation>,
+    pub timed_out: Option<String>,
+}
+
+impl StepView {
+    fn new(
+        id: String,
+        name: String,
+        kind: String,
+        phase: Phase,
+        group: Option<String>,
+        at: String,
+    ) -> Self {
+        Self {
+            id,
+            name,
+            kind,
+            phase,
+            group,
+            status: None,
+            reason: None,
+            would_run: None,
+            started_at: at,
+            finished_at: None,
+            attempts: Vec::new(),
+            decisions: Vec::new(),
+            signoffs: Vec::new(),
+            refusals: Vec::new(),
+            expectation: None,
+            timed_out: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -84,6 +170,9 @@ pub struct Decision {
 #[derive(Debug, Clone, Serialize)]
 pub struct RunSummary {
     pub id: String,
+    pub person: String,
+    pub supervisor: Option<String>,
+    pub acceptance: Option<String>,
     pub runbook: String,
     pub version: u32,
     pub status: RunStatus,
@@ -93,6 +182,8 @@ pub struct RunSummary {
     pub started_at: String,
     pub finished_at: Option<String>,
     pub exit_code: Option<i32>,
+    /// The outcome before acceptance, for a training run.
+    pub outcome: Option<RunStatus>,
 }
 
 impl RunView {
@@ -113,6 +204,11 @@ impl RunView {
             host,
             dry_run,
             total_steps,
+            person,
+            role,
+            auth,
+            supervisor,
+            change,
             ..
         } = first.event()?
         else {
@@ -129,7 +225,6 @@ impl RunView {
             content_hash,
             path,
             params,
-            operator,
             operator_verified,
             host,
             dry_run,
@@ -144,6 +239,22 @@ impl RunView {
             total_steps,
             steps: Vec::new(),
             events: events.len(),
+            person: if person.is_empty() {
+                operator.clone()
+            } else {
+                person
+            },
+            owner: operator.clone(),
+            operator,
+            role,
+            auth,
+            supervisor,
+            change,
+            custody: Vec::new(),
+            resumes: Vec::new(),
+            rollback_for: None,
+            outcome: None,
+            acceptance: None,
         };
         for stored in &events[1..] {
             view.apply(stored, stored.event()?);
@@ -168,20 +279,8 @@ impl RunView {
             } => {
                 self.status = RunStatus::Running;
                 self.paused = None;
-                self.steps.push(StepView {
-                    id: step,
-                    name,
-                    kind,
-                    phase,
-                    group,
-                    status: None,
-                    reason: None,
-                    would_run: None,
-                    started_at: at,
-                    finished_at: None,
-                    attempts: Vec::new(),
-                    decisions: Vec::new(),
-                })
+                self.steps
+                    .push(StepView::new(step, name, kind, phase, group, at))
             }
             Event::StepSkipped {
                 step,
@@ -191,24 +290,18 @@ impl RunView {
                 group,
                 reason,
                 would_run,
-            } => self.steps.push(StepView {
-                id: step,
-                name,
-                kind,
-                phase,
-                group,
-                status: Some(if would_run.is_some() {
+            } => {
+                let mut view = StepView::new(step, name, kind, phase, group, at.clone());
+                view.status = Some(if would_run.is_some() {
                     StepStatus::WouldRun
                 } else {
                     StepStatus::Skipped
-                }),
-                reason: Some(reason),
-                would_run,
-                started_at: at.clone(),
-                finished_at: Some(at),
-                attempts: Vec::new(),
-                decisions: Vec::new(),
-            }),
+                });
+                view.reason = Some(reason);
+                view.would_run = would_run;
+                view.finished_at = Some(at);
+                self.steps.push(view);
+            }
             Event::AttemptFinished {
                 step,
                 attempt,
@@ -275,19 +368,143 @@ impl RunView {
                 });
             }
             Event::AbortRequested { .. } => self.abort_requested = true,
-            Event::RollbackStarted { .. } => self.rolled_back = true,
+            Event::RollbackStarted { failed_step, .. } => {
+                self.rolled_back = true;
+                self.rollback_for = Some(failed_step);
+            }
             Event::RunFinished {
                 status,
                 exit_code,
                 summary,
             } => {
-                self.status = status;
+                self.outcome = Some(status);
+                self.status = if self.supervisor.is_some() {
+                    RunStatus::AwaitingAcceptance
+                } else {
+                    status
+                };
                 self.exit_code = Some(exit_code);
                 self.summary = Some(summary);
                 self.finished_at = Some(at);
                 self.paused = None;
             }
+            Event::RunResumed { by, .. } => {
+                self.status = RunStatus::Running;
+                self.paused = None;
+                self.resumes.push(Resume { by, at });
+            }
+            Event::InterruptedStepDecided {
+                step,
+                decision,
+                by,
+                comment,
+            } => {
+                if let Some(s) = self.step_mut(&step) {
+                    s.decisions.push(Decision {
+                        decision: format!("interrupted: {decision}"),
+                        by,
+                        comment,
+                        at,
+                    });
+                }
+            }
+            Event::SignoffRecorded {
+                step,
+                signer,
+                person,
+                role,
+                auth,
+                decision,
+                comment,
+                evidence,
+                binding,
+            } => {
+                if let Some(s) = self.step_mut(&step) {
+                    s.signoffs.push(Signoff {
+                        signer,
+                        person,
+                        role,
+                        auth,
+                        decision,
+                        comment,
+                        evidence,
+                        binding,
+                        at,
+                    });
+                }
+            }
+            Event::SignoffRefused {
+                step,
+                signer,
+                reason,
+            } => {
+                if let Some(s) = self.step_mut(&step) {
+                    s.refusals.push(Decision {
+                        decision: "refused".into(),
+                        by: signer,
+                        comment: Some(reason),
+                        at,
+                    });
+                }
+            }
+            Event::GateTimedOut { step, action } => {
+                if let Some(s) = self.step_mut(&step) {
+                    s.timed_out = Some(action);
+                }
+            }
+            Event::HandedOver { from, to, note, by } => {
+                self.owner = to.clone();
+                self.custody.push(Handover {
+                    from,
+                    to,
+                    note,
+                    by,
+                    at,
+                });
+            }
+            Event::AcceptanceDecided {
+                decision,
+                by,
+                comment,
+            } => {
+                self.status = match (decision.as_str(), self.outcome) {
+                    ("accepted", Some(outcome)) => outcome,
+                    _ => RunStatus::Rejected,
+                };
+                self.acceptance = Some(Decision {
+                    decision,
+                    by,
+                    comment,
+                    at,
+                });
+            }
+            Event::ExpectationChecked {
+                step,
+                passed,
+                expected,
+                detail,
+            } => {
+                if let Some(s) = self.step_mut(&step) {
+                    s.expectation = Some(Expectation {
+                        passed,
+                        expected,
+                        detail,
+                    });
+                }
+            }
+            Event::OperatorChanged { .. } => {}
         }
+    }
+
+    /// The step this run is parked at, if it is waiting for a person.
+    pub fn waiting_step(&self) -> Option<&StepView> {
+        let paused = self.paused.as_ref()?;
+        self.steps.iter().rev().find(|s| s.id == paused.step)
+    }
+
+    /// The latest record of a step.
+    pub fn step(&self, id: &str) -> Option<&StepView> {
+        self.steps.iter().rev().find(|s| s.id == id)
     }
 
     /// The outputs of the step's last attempt, as later steps see them in `vars`.
@@ -295,7 +512,7 @@ impl RunView {
         self.steps
             .iter()
             .rev()
-            .find(|s| s.id == step && s.status == Some(StepStatus::Succeeded))
+            .find(|s| s.id == step && !s.attempts.is_empty())
             .and_then(|s| s.attempts.last())
             .map(|a| &a.outputs)
     }
@@ -331,11 +548,20 @@ pub fn list_runs(journal: &Journal) -> Result<Vec<RunSummary>> {
                 operator,
                 host,
                 dry_run,
+                supervisor,
+                person,
                 ..
             } => {
                 index.insert(stored.run_id.clone(), runs.len());
                 runs.push(RunSummary {
                     id: stored.run_id.clone(),
+                    person: if person.is_empty() {
+                        operator.clone()
+                    } else {
+                        person
+                    },
+                    supervisor,
+                    acceptance: None,
                     runbook,
                     version,
                     status: RunStatus::Running,
@@ -345,6 +571,7 @@ pub fn list_runs(journal: &Journal) -> Result<Vec<RunSummary>> {
                     started_at: stored.at.clone(),
                     finished_at: None,
                     exit_code: None,
+                    outcome: None,
                 });
             }
             Event::RunPaused { .. } => {
@@ -356,9 +583,30 @@ pub fn list_runs(journal: &Journal) -> Result<Vec<RunSummary>> {
                 status, exit_code, ..
             } => {
                 if let Some(&i) = index.get(&stored.run_id) {
-                    runs[i].status = status;
-                    runs[i].exit_code = Some(exit_code);
-                    runs[i].finished_at = Some(stored.at.clone());
+                    let r = &mut runs[i];
+                    r.status = if r.supervisor.is_some() {
+                        RunStatus::AwaitingAcceptance
+                    } else {
+                        status
+                    };
+                    r.outcome = Some(status);
+                    r.exit_code = Some(exit_code);
+                    r.finished_at = Some(stored.at.clone());
+                }
+            }
+            Event::RunResumed { .. } => {
+                if let Some(&i) = index.get(&stored.run_id) {
+                    runs[i].status = RunStatus::Running;
+                }
+            }
+            Event::AcceptanceDecided { decision, .. } => {
+                if let Some(&i) = index.get(&stored.run_id) {
+                    let r = &mut runs[i];
+                    r.status = match (decision.as_str(), r.outcome) {
+                        ("accepted", Some(outcome)) => outcome,
+                        _ => RunStatus::Rejected,
+                    };
+                    r.acceptance = Some(decision);
                 }
             }
             _ => {}

@@ -1,23 +1,513 @@
-//! Who is running: the operator named in the journal and on every report, and whether that
-//! identity was verified.
+//! Who is acting: operators with roles (trainee < operator < supervisor), their passphrases
+//! (argon2id hashes only), and establishing an identity for a command — `--as NAME` with a
+//! passphrase, else the operator registered for the OS user, else (with no operators at all)
+//! the OS user, unverified.
+//!
+//! Aliases: an operator added with `--alias-of` is the same *person* as the other; four-eyes
+//! and `min_approvals` count people, not names.
 
+use std::path::PathBuf;
+
+use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use rusqlite::{params, OptionalExtension, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 
+use crate::diagnostic::did_you_mean;
+use crate::error::{Error, Result};
+use crate::event::Event;
 use crate::hostinfo;
+use crate::journal::{append_in, Journal};
+use crate::runbook::Role;
+
+/// The journal's run id under which operator changes are recorded.
+pub const OPERATORS_LOG: &str = "operators";
+/// Passphrases shorter than this are refused.
+const MIN_PASSPHRASE_CHARS: usize = 8;
+
+/// How an identity was established.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuthMethod {
+    Passphrase,
+    OsUser,
+    Unverified,
+}
+
+impl AuthMethod {
+    pub fn name(self) -> &'static str {
+        match self {
+            AuthMethod::Passphrase => "passphrase",
+            AuthMethod::OsUser => "os-user",
+            AuthMethod::Unverified => "unverified",
+        }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Operator {
     pub name: String,
-    /// False when the name is only the OS user's, taken on trust.
-    pub verified: bool,
+    pub person: String,
+    /// None only for the unverified OS user when no operators are registered.
+    pub role: Option<Role>,
+    pub auth: AuthMethod,
 }
 
 impl Operator {
-    /// The OS user, unverified: what runs are attributed to when no operators are registered.
+    pub fn verified(&self) -> bool {
+        self.auth != AuthMethod::Unverified
+    }
+
+    /// The OS user, unverified: what acts when no operators are registered.
     pub fn os_user() -> Self {
+        let name = hostinfo::os_user();
         Self {
-            name: hostinfo::os_user(),
-            verified: false,
+            person: name.clone(),
+            name,
+            role: None,
+            auth: AuthMethod::Unverified,
         }
+    }
+
+    /// The role for policy checks; an unverified identity counts as a supervisor, since with
+    /// no operators registered there is nobody else to ask (reports mark it unverified).
+    pub fn effective_role(&self) -> Role {
+        self.role.unwrap_or(Role::Supervisor)
+    }
+}
+
+/// A registered operator, as `operator list` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct OperatorRecord {
+    pub name: String,
+    pub person: String,
+    pub role: Role,
+    pub os_user: Option<String>,
+    pub disabled: bool,
+    pub created_at: String,
+}
+
+/// Where a passphrase comes from when one is needed.
+#[derive(Debug, Clone, Default)]
+pub struct PassphraseSource {
+    /// `--passphrase-file`.
+    pub file: Option<PathBuf>,
+}
+
+impl PassphraseSource {
+    /// The passphrase for `name`: the file, `OPSBOOK_PASSPHRASE`, or a hidden prompt.
+    pub fn get(&self, name: &str) -> Result<String> {
+        if let Some(path) = &self.file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| Error::file(path, format!("cannot read the passphrase file: {e}")))?;
+            return Ok(text.trim_end_matches(['\n', '\r']).to_string());
+        }
+        if let Ok(value) = std::env::var("OPSBOOK_PASSPHRASE") {
+            return Ok(value);
+        }
+        if crate::prompt::is_interactive() {
+            return rpassword::prompt_password(format!("passphrase for {name}: "))
+                .map_err(|e| Error::Usage(format!("cannot read the passphrase: {e}")));
+        }
+        Err(Error::Auth(format!(
+            "`{name}` needs a passphrase: there is no terminal to ask on, so set OPSBOOK_PASSPHRASE or pass --passphrase-file FILE"
+        )))
+    }
+}
+
+/// The registered operators, stored beside the journal.
+pub struct Directory<'a> {
+    journal: &'a mut Journal,
+}
+
+impl<'a> Directory<'a> {
+    pub fn new(journal: &'a mut Journal) -> Self {
+        Self { journal }
+    }
+
+    pub fn count(&mut self) -> Result<usize> {
+        let n: i64 =
+            self.journal
+                .connection()
+                .query_row("SELECT COUNT(*) FROM operators", [], |r| r.get(0))?;
+        Ok(n as usize)
+    }
+
+    pub fn list(&mut self) -> Result<Vec<OperatorRecord>> {
+        let mut stmt = self.journal.connection().prepare(
+            "SELECT name, person, role, os_user, disabled, created_at FROM operators ORDER BY name",
+        )?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(OperatorRecord {
+                    name: r.get(0)?,
+                    person: r.get(1)?,
+                    role: parse_role(&r.get::<_, String>(2)?),
+                    os_user: r.get(3)?,
+                    disabled: r.get::<_, i64>(4)? != 0,
+                    created_at: r.get(5)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    fn find(&mut self, name: &str) -> Result<Option<(OperatorRecord, String)>> {
+        let row = self
+            .journal
+            .connection()
+            .query_row(
+                "SELECT name, person, role, os_user, disabled, created_at, passphrase_hash
+                 FROM operators WHERE name = ?1",
+                [name],
+                |r| {
+                    Ok((
+                        OperatorRecord {
+                            name: r.get(0)?,
+                            person: r.get(1)?,
+                            role: parse_role(&r.get::<_, String>(2)?),
+                            os_user: r.get(3)?,
+                            disabled: r.get::<_, i64>(4)? != 0,
+                            created_at: r.get(5)?,
+                        },
+                        r.get(6)?,
+                    ))
+                },
+            )
+            .optional()?;
+        Ok(row)
+    }
+
+    fn unknown(&mut self, name: &str) -> Error {
+        let names: Vec<String> = self
+            .list()
+            .map(|l| l.into_iter().map(|o| o.name).collect())
+            .unwrap_or_default();
+        let hint = did_you_mean(name, names.iter().map(String::as_str));
+        Error::Auth(format!(
+            "no operator named `{name}`{hint}; `opsbook operator list` shows them"
+        ))
+    }
+
+    /// Establishes who is acting (see the module documentation).
+    pub fn authenticate(
+        &mut self,
+        as_name: Option<&str>,
+        source: &PassphraseSource,
+    ) -> Result<Operator> {
+        if self.count()? == 0 {
+            return Ok(Operator::os_user());
+        }
+        match as_name {
+            Some(name) => self.verify(name, &source.get(name)?),
+            None => {
+                let user = hostinfo::os_user();
+                let row: Option<String> = self
+                    .journal
+                    .connection()
+                    .query_row(
+                        "SELECT name FROM operators WHERE os_user = ?1 AND disabled = 0",
+                        [&user],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                match row {
+                    Some(name) => {
+                        let (record, _) = self.find(&name)?.ok_or_else(|| self.unknown(&name))?;
+                        Ok(Operator {
+                            name: record.name,
+                            person: record.person,
+                            role: Some(record.role),
+                            auth: AuthMethod::OsUser,
+                        })
+                    }
+                    None => Err(Error::Auth(format!(
+                        "no operator is registered for the OS user `{user}`; act as one with --as NAME (`opsbook operator list` shows them)"
+                    ))),
+                }
+            }
+        }
+    }
+
+    /// Checks `passphrase` for operator `name`.
+    pub fn verify(&mut self, name: &str, passphrase: &str) -> Result<Operator> {
+        let Some((record, hash)) = self.find(name)? else {
+            return Err(self.unknown(name));
+        };
+        if record.disabled {
+            return Err(Error::Auth(format!("operator `{name}` is disabled")));
+        }
+        let parsed = PasswordHash::new(&hash)
+            .map_err(|e| Error::Internal(format!("stored passphrase hash of `{name}`: {e}")))?;
+        if Argon2::default()
+            .verify_password(passphrase.as_bytes(), &parsed)
+            .is_err()
+        {
+            return Err(Error::Auth(format!("wrong passphrase for `{name}`")));
+        }
+        Ok(Operator {
+            name: record.name,
+            person: record.person,
+            role: Some(record.role),
+            auth: AuthMethod::Passphrase,
+        })
+    }
+
+    /// Registers an operator. The first one becomes a supervisor and needs nobody's
+    /// permission; after that only a verified supervisor (`by`) adds operators.
+    pub fn add(&mut self, new: NewOperator, by: Option<&Operator>) -> Result<OperatorRecord> {
+        let first = self.count()? == 0;
+        let by_name = match (first, by) {
+            (true, _) => new.name.clone(),
+            (false, Some(op)) if op.verified() && op.role == Some(Role::Supervisor) => {
+                op.name.clone()
+            }
+            (false, _) => {
+                return Err(Error::Auth(
+                    "only a supervisor adds operators: act as one with --as NAME".into(),
+                ))
+            }
+        };
+        check_name(&new.name)?;
+        if self.find(&new.name)?.is_some() {
+            return Err(Error::Usage(format!(
+                "operator `{}` exists already",
+                new.name
+            )));
+        }
+        let person = match &new.alias_of {
+            Some(other) => match self.find(other)? {
+                Some((record, _)) => record.person,
+                None => return Err(self.unknown(other)),
+            },
+            None => new.name.clone(),
+        };
+        let role = if first { Role::Supervisor } else { new.role };
+        check_passphrase(&new.passphrase)?;
+        let hash = hash_passphrase(&new.passphrase)?;
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let tx = self
+            .journal
+            .connection()
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
+            "INSERT INTO operators (name, person, role, os_user, passphrase_hash, disabled, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6)",
+            params![new.name, person, role.name(), new.os_user, hash, now],
+        )
+        .map_err(|e| match e {
+            rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
+                Error::Usage(format!(
+                    "the OS user `{}` is already mapped to another operator",
+                    new.os_user.clone().unwrap_or_default()
+                ))
+            }
+            other => other.into(),
+        })?;
+        append_in(
+            &tx,
+            OPERATORS_LOG,
+            &Event::OperatorChanged {
+                action: "added".into(),
+                name: new.name.clone(),
+                role: role.name().into(),
+                person: person.clone(),
+                by: by_name,
+            },
+        )?;
+        tx.commit()?;
+        Ok(OperatorRecord {
+            name: new.name,
+            person,
+            role,
+            os_user: new.os_user,
+            disabled: false,
+            created_at: now,
+        })
+    }
+
+    /// Disables an operator (a verified supervisor only); a disabled operator cannot act.
+    pub fn disable(&mut self, name: &str, by: &Operator) -> Result<()> {
+        if !(by.verified() && by.role == Some(Role::Supervisor)) {
+            return Err(Error::Auth(
+                "only a supervisor disables operators: act as one with --as NAME".into(),
+            ));
+        }
+        let Some((record, _)) = self.find(name)? else {
+            return Err(self.unknown(name));
+        };
+        self.change(
+            name,
+            "disabled",
+            &record,
+            by,
+            "UPDATE operators SET disabled = 1 WHERE name = ?1",
+            None,
+        )
+    }
+
+    /// Sets a new passphrase: the operator themself, or a supervisor for anyone.
+    pub fn set_passphrase(&mut self, name: &str, passphrase: &str, by: &Operator) -> Result<()> {
+        let allowed = by.verified() && (by.name == name || by.role == Some(Role::Supervisor));
+        if !allowed {
+            return Err(Error::Auth(format!(
+                "only `{name}` or a supervisor changes `{name}`'s passphrase"
+            )));
+        }
+        let Some((record, _)) = self.find(name)? else {
+            return Err(self.unknown(name));
+        };
+        check_passphrase(passphrase)?;
+        let hash = hash_passphrase(passphrase)?;
+        self.change(
+            name,
+            "passphrase-changed",
+            &record,
+            by,
+            "UPDATE operators SET passphrase_hash = ?2 WHERE name = ?1",
+            Some(hash),
+        )
+    }
+
+    fn change(
+        &mut self,
+        name: &str,
+        action: &str,
+        record: &OperatorRecord,
+        by: &Operator,
+        sql: &str,
+        value: Option<String>,
+    ) -> Result<()> {
+        let tx = self
+            .journal
+            .connection()
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        match value {
+            Some(v) => tx.execute(sql, params![name, v])?,
+            None => tx.execute(sql, params![name])?,
+        };
+        append_in(
+            &tx,
+            OPERATORS_LOG,
+            &Event::OperatorChanged {
+                action: action.into(),
+                name: name.into(),
+                role: record.role.name().into(),
+                person: record.person.clone(),
+                by: by.name.clone(),
+            },
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The person behind an operator name (itself when unknown, as for unverified users).
+    pub fn person_of(&mut self, name: &str) -> Result<String> {
+        Ok(self
+            .find(name)?
+            .map(|(r, _)| r.person)
+            .unwrap_or_else(|| name.to_string()))
+    }
+
+    /// The record of a named operator, if registered.
+    pub fn get(&mut self, name: &str) -> Result<Option<OperatorRecord>> {
+        Ok(self.find(name)?.map(|(r, _)| r))
+    }
+}
+
+pub struct NewOperator {
+    pub name: String,
+    pub role: Role,
+    pub os_user: Option<String>,
+    pub alias_of: Option<String>,
+    pub passphrase: String,
+}
+
+fn parse_role(text: &str) -> Role {
+    match text {
+        "trainee" => Role::Trainee,
+        "supervisor" => Role::Supervisor,
+        _ => Role::Operator,
+    }
+}
+
+fn check_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Usage(format!(
+            "operator name `{name}`: use letters, digits, `-`, `_` and `.` (at most 64)"
+        )))
+    }
+}
+
+fn check_passphrase(passphrase: &str) -> Result<()> {
+    if passphrase.chars().count() < MIN_PASSPHRASE_CHARS {
+        return Err(Error::Usage(format!(
+            "a passphrase needs at least {MIN_PASSPHRASE_CHARS} characters"
+        )));
+    }
+    Ok(())
+}
+
+fn hash_passphrase(passphrase: &str) -> Result<String> {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(passphrase.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| Error::Internal(format!("hashing the passphrase: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new(name: &str, role: Role, alias_of: Option<&str>) -> NewOperator {
+        NewOperator {
+            name: name.into(),
+            role,
+            os_user: None,
+            alias_of: alias_of.map(str::to_string),
+            passphrase: format!("{name}-passphrase"),
+        }
+    }
+
+    #[test]
+    fn first_is_supervisor_then_only_supervisors_add() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut journal = Journal::open(&dir.path().join("j.db")).unwrap();
+        let mut d = Directory::new(&mut journal);
+        let first = d.add(new("ann", Role::Trainee, None), None).unwrap();
+        assert_eq!(first.role, Role::Supervisor);
+        assert!(d.add(new("bob", Role::Operator, None), None).is_err());
+        let ann = d.verify("ann", "ann-passphrase").unwrap();
+        d.add(new("bob", Role::Trainee, None), Some(&ann)).unwrap();
+        let bob = d.verify("bob", "bob-passphrase").unwrap();
+        assert!(d.add(new("cy", Role::Operator, None), Some(&bob)).is_err());
+        let alias = d
+            .add(new("ann2", Role::Operator, Some("ann")), Some(&ann))
+            .unwrap();
+        assert_eq!(alias.person, "ann");
+        assert!(matches!(
+            d.verify("bob", "wrong-passphrase"),
+            Err(Error::Auth(_))
+        ));
+        d.disable("bob", &ann).unwrap();
+        assert!(d.verify("bob", "bob-passphrase").is_err());
+        let stored: String = journal
+            .connection()
+            .query_row(
+                "SELECT passphrase_hash FROM operators WHERE name='ann'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(stored.starts_with("$argon2id$"));
     }
 }

@@ -21,7 +21,8 @@ use crate::event::Event;
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// Schema migrations, applied in order; `PRAGMA user_version` counts those applied.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE events (
     seq       INTEGER PRIMARY KEY,
     run_id    TEXT    NOT NULL,
@@ -35,7 +36,27 @@ CREATE TABLE events (
     UNIQUE (run_id, run_seq)
 );
 CREATE INDEX events_by_kind ON events (kind, run_id);
-"#];
+"#,
+    r#"
+CREATE TABLE operators (
+    name            TEXT PRIMARY KEY,
+    person          TEXT NOT NULL,
+    role            TEXT NOT NULL,
+    os_user         TEXT UNIQUE,
+    passphrase_hash TEXT NOT NULL,
+    disabled        INTEGER NOT NULL DEFAULT 0,
+    created_at      TEXT NOT NULL
+);
+CREATE TABLE leases (
+    run_id        TEXT PRIMARY KEY,
+    pid           INTEGER NOT NULL,
+    process_start TEXT NOT NULL,
+    host          TEXT NOT NULL,
+    acquired_at   TEXT NOT NULL,
+    renewed_at    TEXT NOT NULL
+);
+"#,
+];
 
 /// One stored event.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -131,61 +152,47 @@ impl Journal {
 
     /// Appends `event` to run `run_id` in its own durable transaction and returns it as stored.
     pub fn append(&mut self, run_id: &str, event: &Event) -> Result<StoredEvent> {
-        let body = event.canonical_json();
-        let kind = event.kind();
-        let step = event.step().map(str::to_string);
-        let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
         let path = self.path.clone();
-        let fail = move |e: rusqlite::Error| Error::Journal {
-            path: path.clone(),
-            message: format!("cannot append an event: {e}"),
-        };
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(&fail)?;
-        let (last_seq, prev_hash): (i64, String) = tx
-            .prepare_cached("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1")
-            .and_then(|mut s| s.query_row([], |r| Ok((r.get(0)?, r.get(1)?))).optional())
-            .map_err(&fail)?
-            .unwrap_or((0, GENESIS_HASH.to_string()));
-        let run_seq: i64 = tx
-            .prepare_cached("SELECT COALESCE(MAX(run_seq), 0) FROM events WHERE run_id = ?1")
-            .and_then(|mut s| s.query_row([run_id], |r| r.get::<_, i64>(0)))
-            .map_err(&fail)?
-            + 1;
-        let mut stored = StoredEvent {
-            seq: last_seq + 1,
-            run_id: run_id.to_string(),
-            run_seq,
-            at,
-            kind: kind.to_string(),
-            step,
-            body,
-            prev_hash,
-            hash: String::new(),
-        };
-        stored.hash = event_hash(&stored);
-        tx.prepare_cached(
-            "INSERT INTO events (seq, run_id, run_seq, at, kind, step, body, prev_hash, hash)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        )
-        .and_then(|mut s| {
-            s.execute(params![
-                stored.seq,
-                stored.run_id,
-                stored.run_seq,
-                stored.at,
-                stored.kind,
-                stored.step,
-                stored.body,
-                stored.prev_hash,
-                stored.hash
-            ])
-        })
-        .map_err(&fail)?;
-        tx.commit().map_err(&fail)?;
+            .map_err(|e| append_error(&path, e))?;
+        let stored = append_in(&tx, run_id, event).map_err(|e| append_error(&path, e))?;
+        tx.commit().map_err(|e| append_error(&path, e))?;
         Ok(stored)
+    }
+
+    /// Reads run `run_id`'s events and appends what `decide` returns, atomically: no other
+    /// process can append in between, so a decision based on what was read stays valid (two
+    /// people signing one gate at once: exactly one decision counts).
+    pub fn append_checked<T>(
+        &mut self,
+        run_id: &str,
+        decide: impl FnOnce(&[StoredEvent]) -> Result<(Vec<Event>, T)>,
+    ) -> Result<T> {
+        let path = self.path.clone();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| append_error(&path, e))?;
+        let events = query_events(
+            &tx,
+            "SELECT seq, run_id, run_seq, at, kind, step, body, prev_hash, hash
+             FROM events WHERE run_id = ?1 ORDER BY seq",
+            [run_id],
+        )
+        .map_err(|e| append_error(&path, e))?;
+        let (new_events, answer) = decide(&events)?;
+        for event in &new_events {
+            append_in(&tx, run_id, event).map_err(|e| append_error(&path, e))?;
+        }
+        tx.commit().map_err(|e| append_error(&path, e))?;
+        Ok(answer)
+    }
+
+    /// The connection, for the tables that live beside the events (operators, leases).
+    pub(crate) fn connection(&mut self) -> &mut Connection {
+        &mut self.conn
     }
 
     /// The events of one run, in order.
@@ -210,7 +217,8 @@ impl Journal {
     pub fn run_level_events(&self) -> Result<Vec<StoredEvent>> {
         self.query(
             "SELECT seq, run_id, run_seq, at, kind, step, body, prev_hash, hash
-             FROM events WHERE kind IN ('run_started', 'run_paused', 'run_finished')
+             FROM events WHERE kind IN ('run_started', 'run_paused', 'run_finished',
+                                        'run_resumed', 'acceptance_decided')
              ORDER BY seq",
             [],
         )
@@ -232,25 +240,82 @@ impl Journal {
     }
 
     fn query(&self, sql: &str, args: impl rusqlite::Params) -> Result<Vec<StoredEvent>> {
-        let mut stmt = self.conn.prepare_cached(sql).map_err(|e| self.error(e))?;
-        let rows = stmt
-            .query_map(args, |r| {
-                Ok(StoredEvent {
-                    seq: r.get(0)?,
-                    run_id: r.get(1)?,
-                    run_seq: r.get(2)?,
-                    at: r.get(3)?,
-                    kind: r.get(4)?,
-                    step: r.get(5)?,
-                    body: r.get(6)?,
-                    prev_hash: r.get(7)?,
-                    hash: r.get(8)?,
-                })
-            })
-            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
-            .map_err(|e| self.error(e))?;
-        Ok(rows)
+        query_events(&self.conn, sql, args).map_err(|e| self.error(e))
     }
+}
+
+fn append_error(path: &Path, e: rusqlite::Error) -> Error {
+    Error::Journal {
+        path: path.to_path_buf(),
+        message: format!("cannot append an event: {e}"),
+    }
+}
+
+fn query_events(
+    conn: &Connection,
+    sql: &str,
+    args: impl rusqlite::Params,
+) -> rusqlite::Result<Vec<StoredEvent>> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let rows = stmt.query_map(args, |r| {
+        Ok(StoredEvent {
+            seq: r.get(0)?,
+            run_id: r.get(1)?,
+            run_seq: r.get(2)?,
+            at: r.get(3)?,
+            kind: r.get(4)?,
+            step: r.get(5)?,
+            body: r.get(6)?,
+            prev_hash: r.get(7)?,
+            hash: r.get(8)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// Appends one event inside the caller's (immediate) transaction.
+pub(crate) fn append_in(
+    tx: &Connection,
+    run_id: &str,
+    event: &Event,
+) -> rusqlite::Result<StoredEvent> {
+    let (last_seq, prev_hash): (i64, String) = tx
+        .prepare_cached("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?
+        .unwrap_or((0, GENESIS_HASH.to_string()));
+    let run_seq: i64 = tx
+        .prepare_cached("SELECT COALESCE(MAX(run_seq), 0) FROM events WHERE run_id = ?1")?
+        .query_row([run_id], |r| r.get::<_, i64>(0))?
+        + 1;
+    let mut stored = StoredEvent {
+        seq: last_seq + 1,
+        run_id: run_id.to_string(),
+        run_seq,
+        at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        kind: event.kind().to_string(),
+        step: event.step().map(str::to_string),
+        body: event.canonical_json(),
+        prev_hash,
+        hash: String::new(),
+    };
+    stored.hash = event_hash(&stored);
+    tx.prepare_cached(
+        "INSERT INTO events (seq, run_id, run_seq, at, kind, step, body, prev_hash, hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?
+    .execute(params![
+        stored.seq,
+        stored.run_id,
+        stored.run_seq,
+        stored.at,
+        stored.kind,
+        stored.step,
+        stored.body,
+        stored.prev_hash,
+        stored.hash
+    ])?;
+    Ok(stored)
 }
 
 /// The hash of an event, as described in the module documentation.

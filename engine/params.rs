@@ -162,13 +162,18 @@ impl Params {
     pub fn environment(&self) -> Vec<(String, String)> {
         self.values
             .iter()
-            .map(|(k, v)| (format!("OPSBOOK_PARAM_{}", k.to_uppercase()), value_text(v)))
+            .map(|(k, v)| (env_name(k), value_text(v)))
             .collect()
     }
 
     pub fn text(&self, name: &str) -> Option<String> {
         self.values.get(name).map(value_text)
     }
+}
+
+/// The environment variable a parameter reaches commands in: `OPSBOOK_PARAM_<NAME>`.
+pub fn env_name(param: &str) -> String {
+    format!("OPSBOOK_PARAM_{}", param.to_uppercase())
 }
 
 /// A value as text: strings as they are, everything else as JSON.
@@ -180,36 +185,36 @@ pub fn value_text(value: &Value) -> String {
 }
 
 fn typed_value(name: &str, spec: &ParamSpec, text: &str) -> Result<Value> {
-    let value = match spec.kind {
-        ParamType::String => Value::String(text.to_string()),
-        ParamType::Int => text
-            .trim()
-            .parse::<i64>()
-            .map(Value::from)
-            .map_err(|_| Error::param(name, format!("must be a whole number, not `{text}`")))?,
-        ParamType::Float => text
-            .trim()
-            .parse::<f64>()
-            .ok()
-            .filter(|f| f.is_finite())
-            .map(Value::from)
-            .ok_or_else(|| Error::param(name, format!("must be a number, not `{text}`")))?,
-        ParamType::Bool => match text.trim() {
-            "true" | "yes" | "1" => Value::Bool(true),
-            "false" | "no" | "0" => Value::Bool(false),
-            _ => {
-                return Err(Error::param(
-                    name,
-                    format!("must be true or false, not `{text}`"),
-                ))
-            }
-        },
-    };
+    // A secret's value never appears in a message, even a wrong one.
+    let shown = if spec.secret { "the value given" } else { text };
+    let value =
+        match spec.kind {
+            ParamType::String => Value::String(text.to_string()),
+            ParamType::Int => text.trim().parse::<i64>().map(Value::from).map_err(|_| {
+                Error::param(name, format!("must be a whole number, not `{shown}`"))
+            })?,
+            ParamType::Float => text
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|f| f.is_finite())
+                .map(Value::from)
+                .ok_or_else(|| Error::param(name, format!("must be a number, not `{shown}`")))?,
+            ParamType::Bool => match text.trim() {
+                "true" | "yes" | "1" => Value::Bool(true),
+                "false" | "no" | "0" => Value::Bool(false),
+                _ => {
+                    return Err(Error::param(
+                        name,
+                        format!("must be true or false, not `{text}`"),
+                    ))
+                }
+            },
+        };
     if let Some(pattern) = &spec.pattern {
         // The analyzer compiled every pattern before the run; an invalid one never gets here.
         let re = Regex::new(pattern).map_err(|e| Error::param(name, e.to_string()))?;
         if !re.is_match(text) {
-            let shown = if spec.secret { "the value" } else { text };
             return Err(Error::param(
                 name,
                 format!("`{shown}` does not match the pattern `{pattern}`"),
@@ -218,11 +223,15 @@ fn typed_value(name: &str, spec: &ParamSpec, text: &str) -> Result<Value> {
     }
     if let Some(choices) = &spec.choices {
         let allowed: Vec<String> = choices.iter().map(yaml_text).collect();
-        if !allowed.iter().any(|c| c == text.trim()) {
-            let hint = did_you_mean(text, allowed.iter().map(String::as_str));
+        if !allowed.iter().any(|c| c == text) {
+            let hint = if spec.secret {
+                String::new()
+            } else {
+                did_you_mean(text, allowed.iter().map(String::as_str))
+            };
             return Err(Error::param(
                 name,
-                format!("`{text}` is not one of: {}{hint}", allowed.join(", ")),
+                format!("`{shown}` is not one of: {}{hint}", allowed.join(", ")),
             ));
         }
     }

@@ -42,6 +42,15 @@ pub struct Runbook {
     pub steps: Vec<Step>,
     #[serde(default)]
     pub rollback: Vec<Step>,
+    /// What a trainee needs before running this runbook unsupervised.
+    pub qualification: Option<Qualification>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Qualification {
+    /// Accepted supervised runs of this runbook a trainee needs.
+    pub supervised_runs: u32,
 }
 
 fn one() -> u32 {

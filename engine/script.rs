@@ -19,7 +19,8 @@ use crate::shell::{self, CommandSpec};
 
 /// The sandbox limits, in one place.
 pub mod limits {
-    pub const MAX_OPERATIONS: u64 = 200_000_000;
+    /// A backstop, far beyond what a step's wall-clock timeout lets a script do.
+    pub const MAX_OPERATIONS: u64 = 20_000_000_000;
     pub const MAX_CALL_LEVELS: usize = 64;
     pub const MAX_EXPR_DEPTH: usize = 64;
     pub const MAX_FUNCTION_EXPR_DEPTH: usize = 32;
@@ -166,7 +167,22 @@ pub fn build_engine(scripts_dir: &Path) -> Engine {
 pub fn compile_script(engine: &Engine, text: &str) -> Result<AST, (String, Position)> {
     engine
         .compile_into_self_contained(&Scope::new(), text)
-        .map_err(|e| (describe_error(&e), e.position()))
+        .map_err(|e| (message_of(&e), e.position()))
+}
+
+/// An error's message without rhai's own position (the caller places it in the file).
+fn message_of(error: &EvalAltResult) -> String {
+    let mut text = match error {
+        EvalAltResult::ErrorModuleNotFound(path, _) => format!("module not found: {path}"),
+        EvalAltResult::ErrorInModule(path, inner, _) => {
+            format!("in module `{path}`: {}", describe_error(inner))
+        }
+        other => other.to_string(),
+    };
+    if let Some(i) = text.rfind(" (line ") {
+        text.truncate(i);
+    }
+    text
 }
 
 /// Compiles a `when` or `expect` expression.

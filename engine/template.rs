@@ -88,14 +88,31 @@ pub fn render(
         let placeholder = found.placeholder?;
         let value = lookup(&placeholder)
             .ok_or_else(|| format!("`{{{{ {} }}}}` has no value", found.inner))?;
-        match quoting {
-            Quoting::Shell => out.push_str(&shell_quote(&value)),
-            Quoting::Plain => out.push_str(&value),
+        match (quoting, &placeholder) {
+            // An environment reference made by the caller, already one word: `"$NAME"`.
+            (Quoting::Shell, Placeholder::Param(_)) if is_env_reference(&value) => {
+                out.push_str(&value)
+            }
+            (Quoting::Shell, _) => out.push_str(&shell_quote(&value)),
+            (Quoting::Plain, _) => out.push_str(&value),
         }
         last = found.end;
     }
     out.push_str(&text[last..]);
     Ok(out)
+}
+
+/// `"$NAME"` with NAME a plain environment variable name.
+fn is_env_reference(value: &str) -> bool {
+    value
+        .strip_prefix("\"$")
+        .and_then(|v| v.strip_suffix('"'))
+        .is_some_and(|name| {
+            !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+        })
 }
 
 /// POSIX-shell quoting: the value arrives as one argument, whatever it holds.

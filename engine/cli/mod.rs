@@ -14,12 +14,24 @@ use crate::error::{exit, Error, Result};
 use crate::event::RunStatus;
 use crate::exec::{self, RunRequest};
 use crate::history::{self, RunView};
-use crate::identity::Operator;
 use crate::journal::{self, Journal};
 use crate::params::{parse_assignment, Params};
 use crate::plan::Plan;
 use crate::runbook::ChangePolicy;
 use crate::{progress, prompt, script};
+
+mod people;
+mod resume;
+
+use crate::exec::Supervision;
+use crate::identity::{Directory, PassphraseSource};
+use crate::runbook::Role;
+
+/// Who a command acts as: `--as NAME` with a passphrase source.
+pub struct Identity {
+    pub as_name: Option<String>,
+    pub passphrase: PassphraseSource,
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -41,6 +53,12 @@ pub struct Cli {
     /// Plain lines instead of progress bars (also when NO_COLOR is set or there is no terminal)
     #[arg(long, global = true)]
     no_progress: bool,
+    /// Act as this operator (with a passphrase: a prompt, OPSBOOK_PASSPHRASE or --passphrase-file)
+    #[arg(long = "as", global = true, value_name = "NAME")]
+    as_name: Option<String>,
+    /// Read the passphrase for --as from this file
+    #[arg(long, global = true, value_name = "FILE")]
+    passphrase_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -79,6 +97,29 @@ enum Command {
     /// The journal's integrity
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Continue a parked or interrupted run
+    Resume(resume::ResumeArgs),
+    /// Sign a gate or manual step, or accept a supervised training run
+    Signoff(people::SignoffArgs),
+    /// Pass a run to another operator (they take it on by resuming it)
+    Handover {
+        run: String,
+        #[arg(long, value_name = "NAME")]
+        to: String,
+        /// What the next owner must know
+        #[arg(long, value_name = "TEXT")]
+        note: String,
+    },
+    /// Operators and roles
+    #[command(subcommand)]
+    Operator(people::OperatorCommand),
+    /// The training record: supervised runs per trainee and runbook, and qualification
+    Training {
+        /// A trainee [default: everyone]
+        name: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -106,6 +147,15 @@ struct RunArgs {
     /// The approved change request this run implements
     #[arg(long, value_name = "CR-ID")]
     change: Option<String>,
+    /// A supervised training run: you are the trainee (needs --supervisor)
+    #[arg(long, requires = "supervisor")]
+    trainee: bool,
+    /// The supervisor who counter-signs every gate and manual step of a training run
+    #[arg(long, value_name = "NAME")]
+    supervisor: Option<String>,
+    /// Without a terminal, poll for sign-offs at gates instead of parking
+    #[arg(long)]
+    wait: bool,
 }
 
 /// Parses the command line, runs the command, and returns the exit code.
@@ -123,6 +173,11 @@ pub fn main() -> i32 {
     };
     match execute(cli) {
         Ok(code) => code,
+        Err(Error::Invalid(diagnostics)) => {
+            // Each diagnostic says `error:` itself.
+            eprintln!("{diagnostics}");
+            exit::BAD_INPUT
+        }
         Err(e) => {
             eprintln!("error: {e}");
             e.exit_code()
@@ -132,8 +187,21 @@ pub fn main() -> i32 {
 
 fn execute(cli: Cli) -> Result<i32> {
     let settings = Settings::resolve(cli.db, cli.runbooks, cli.config)?;
+    let identity = Identity {
+        as_name: cli.as_name,
+        passphrase: PassphraseSource {
+            file: cli.passphrase_file,
+        },
+    };
     match cli.command {
-        Command::Run(args) => run(&settings, args, cli.no_progress),
+        Command::Run(args) => run(&settings, &identity, args, cli.no_progress),
+        Command::Resume(args) => resume::resume(&settings, &identity, args, cli.no_progress),
+        Command::Signoff(args) => people::signoff(&settings, &identity, args),
+        Command::Handover { run, to, note } => {
+            people::handover(&settings, &identity, &run, &to, &note)
+        }
+        Command::Operator(command) => people::operator(&settings, &identity, command),
+        Command::Training { name, json } => people::training(&settings, name.as_deref(), json),
         Command::Check { paths } => check(&settings, &paths),
         Command::List { json } => list(&settings, json),
         Command::Runs {
@@ -206,7 +274,7 @@ fn load_plan(settings: &Settings, path: &Path) -> Result<(Plan, Arc<rhai::Engine
 
 // ----- commands ---------------------------------------------------------------------------
 
-fn run(settings: &Settings, args: RunArgs, no_progress: bool) -> Result<i32> {
+fn run(settings: &Settings, identity: &Identity, args: RunArgs, no_progress: bool) -> Result<i32> {
     let path = resolve_runbook(settings, &args.runbook)?;
     let (plan, engine) = load_plan(settings, &path)?;
     let given = args
@@ -226,19 +294,96 @@ fn run(settings: &Settings, args: RunArgs, no_progress: bool) -> Result<i32> {
             plan.runbook.runbook
         )));
     }
-    let journal = Journal::open(&settings.db)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let mut journal = Journal::open(&settings.db)?;
+    let operator = Directory::new(&mut journal)
+        .authenticate(identity.as_name.as_deref(), &identity.passphrase)?;
+    let supervision = supervision(&mut journal, &operator, &plan, args.supervisor.as_deref())?;
     let request = RunRequest {
         plan,
         engine,
         params,
-        operator: Operator::os_user(),
+        operator,
         dry_run: args.dry_run,
         interactive: !args.non_interactive && prompt::is_interactive(),
+        wait: args.wait,
+        supervision,
+        change: args.change,
+        db: settings.db.clone(),
+        resume: None,
     };
+    drive(request, journal, no_progress)
+}
+
+/// Who supervises this run: the named supervisor, or nobody — and whether a trainee may run
+/// it unsupervised (qualified by enough accepted supervised runs).
+fn supervision(
+    journal: &mut Journal,
+    operator: &crate::identity::Operator,
+    plan: &Plan,
+    supervisor: Option<&str>,
+) -> Result<Option<Supervision>> {
+    let mut directory = Directory::new(journal);
+    if let Some(name) = supervisor {
+        let registered = directory.count()? > 0;
+        let person = match directory.get(name)? {
+            Some(o) if o.disabled => {
+                return Err(Error::Usage(format!("the supervisor `{name}` is disabled")))
+            }
+            Some(o) if o.role != Role::Supervisor => {
+                return Err(Error::Usage(format!(
+                    "`{name}` has the role {}, not supervisor",
+                    o.role.name()
+                )))
+            }
+            Some(o) => o.person,
+            None if !registered => name.to_string(),
+            None => {
+                return Err(Error::Usage(format!(
+                    "no operator named `{name}`; `opsbook operator list` shows them"
+                )))
+            }
+        };
+        if person == operator.person {
+            return Err(Error::Usage(format!(
+                "{} cannot supervise their own training run",
+                operator.name
+            )));
+        }
+        return Ok(Some(Supervision {
+            supervisor: name.to_string(),
+            person,
+        }));
+    }
+    if operator.role != Some(Role::Trainee) {
+        return Ok(None);
+    }
+    let runbook = &plan.runbook.runbook;
+    match plan.runbook.qualification.as_ref().map(|q| q.supervised_runs) {
+        None => Err(Error::Refused(format!(
+            "{} is a trainee, and runbook `{runbook}` has no qualification path: run it under supervision with --supervisor NAME",
+            operator.name
+        ))),
+        Some(needed) => {
+            let accepted = people::accepted_runs(journal, &operator.person, runbook)?;
+            if accepted >= needed as usize {
+                Ok(None)
+            } else {
+                Err(Error::Refused(format!(
+                    "{} is a trainee with {accepted} of {needed} accepted supervised runs of `{runbook}`: {} more needed before running it unsupervised (run it with --supervisor NAME)",
+                    operator.name,
+                    needed as usize - accepted
+                )))
+            }
+        }
+    }
+}
+
+/// Runs the executor on a fresh runtime, with signals handled, and returns the exit code.
+fn drive(request: RunRequest, journal: Journal, no_progress: bool) -> Result<i32> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     let display: Arc<dyn progress::Progress> = Arc::from(progress::choose(no_progress));
     let result = runtime.block_on(async {
         let abort = AbortSignal::default();
@@ -279,13 +424,22 @@ fn check(settings: &Settings, paths: &[PathBuf]) -> Result<i32> {
     }
     let mut all = Diagnostics::default();
     let mut checked_scripts = std::collections::BTreeSet::new();
+    let mut pending_scripts = Vec::new();
     for file in &files {
         let scripts_dir = settings.scripts_dir_for(file);
         let engine = script::build_engine(&scripts_dir);
         let analysis = analyze::analyze_file(file, &scripts_dir, &engine);
         all.extend(analysis.diagnostics);
         if checked_scripts.insert(scripts_dir.clone()) {
-            all.extend(check_scripts(&scripts_dir, &engine));
+            pending_scripts.push((scripts_dir, engine));
+        }
+    }
+    // Script files a runbook uses were reported with it; the scan adds the rest.
+    for (dir, engine) in pending_scripts {
+        for d in check_scripts(&dir, &engine).0 {
+            if !all.0.iter().any(|seen| seen.path == d.path) {
+                all.push(d);
+            }
         }
     }
     if !all.0.is_empty() {
@@ -330,6 +484,7 @@ fn check_scripts(dir: &Path, engine: &rhai::Engine) -> Diagnostics {
             Err(e) => out.push(Diagnostic::error(&file, 0, 0, e.to_string())),
             Ok(source) => {
                 if let Err((message, pos)) = script::compile_script(engine, &source.text) {
+                    let pos = analyze::locate_import(&source.text, &message).unwrap_or(pos);
                     out.push(
                         Diagnostic::error(
                             &file,
