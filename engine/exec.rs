@@ -310,7 +310,11 @@ impl Executor {
             title: rb.title.clone(),
             version: rb.version,
             content_hash: self.plan.source.content_hash.clone(),
-            path: self.plan.source.path.display().to_string(),
+            // Absolute, so that resume and sign-off find the file from any folder.
+            path: std::fs::canonicalize(&self.plan.source.path)
+                .unwrap_or_else(|_| self.plan.source.path.clone())
+                .display()
+                .to_string(),
             params: self.params.redacted(),
             operator: self.operator.name.clone(),
             operator_verified: self.operator.verified(),

@@ -86,7 +86,8 @@ pub async fn run_command(
     on_line: impl Fn(&str),
 ) -> io::Result<CommandOutput> {
     let started = Instant::now();
-    let mut child = Command::new("/bin/sh")
+    let mut command = Command::new("/bin/sh");
+    command
         .arg("-c")
         .arg(&spec.command)
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
@@ -94,8 +95,17 @@ pub async fn run_command(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
-        .kill_on_drop(true)
-        .spawn()?;
+        .kill_on_drop(true);
+    // SAFETY: the closure runs in the child between fork and exec and only calls prctl(2),
+    // which is async-signal-safe. If the engine dies (even by SIGKILL) the command's shell
+    // dies with it, so a resumed run does not race a half-orphaned copy of the step.
+    unsafe {
+        command.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    let mut child = command.spawn()?;
     let pid = child.id().map(|p| p as i32);
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();

@@ -685,8 +685,16 @@ fn render_run(v: &RunView) -> String {
         );
     }
     let _ = writeln!(out);
-    for s in &v.steps {
-        let status = s.status.map(|s| s.name()).unwrap_or("running");
+    for (i, s) in v.steps.iter().enumerate() {
+        let superseded = v.steps[i + 1..]
+            .iter()
+            .any(|later| later.id == s.id && later.phase == s.phase);
+        let status = match s.status {
+            Some(status) => status.name(),
+            None if superseded => "interrupted",
+            None if v.paused.as_ref().is_some_and(|p| p.step == s.id) => "waiting",
+            None => "running",
+        };
         let symbol = s.status.map(progress::symbol).unwrap_or("…");
         let indent = if s.group.is_some() { "    " } else { "" };
         let phase = if s.phase == crate::event::Phase::Rollback {
