@@ -15,6 +15,8 @@ pub struct ConfigFile {
     pub db: Option<PathBuf>,
     pub runbooks: Option<PathBuf>,
     pub scripts: Option<PathBuf>,
+    /// Report templates that replace the built-in ones of the same name.
+    pub reports_dir: Option<PathBuf>,
 }
 
 /// The settings a command runs with.
@@ -24,6 +26,8 @@ pub struct Settings {
     pub runbooks: PathBuf,
     /// Set only by the config file; otherwise the `scripts` folder beside a runbook's folder.
     pub scripts: Option<PathBuf>,
+    /// Set only by the config file; otherwise the built-in templates.
+    pub reports_dir: Option<PathBuf>,
 }
 
 impl Settings {
@@ -46,10 +50,12 @@ impl Settings {
             .or_else(|| file.runbooks.map(|p| base.join(p)))
             .unwrap_or_else(|| PathBuf::from("runbooks"));
         let scripts = file.scripts.map(|p| base.join(p));
+        let reports_dir = file.reports_dir.map(|p| base.join(p));
         Ok(Self {
             db,
             runbooks,
             scripts,
+            reports_dir,
         })
     }
 
@@ -85,7 +91,7 @@ fn read_config(path: &Path) -> Result<ConfigFile> {
             .map(|l| format!(":{}:{}", l.line(), l.column()))
             .unwrap_or_default();
         Error::Usage(format!(
-            "{}{at}: {e}; the config file takes db, runbooks and scripts",
+            "{}{at}: {e}; the config file takes db, runbooks, scripts and reports_dir",
             path.display()
         ))
     })

@@ -118,6 +118,13 @@ pub enum Event {
         supervisor: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         change: Option<String>,
+        /// From the runbook, so that reports need nothing but the journal.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        owner: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        window: Option<String>,
+        #[serde(default)]
+        risk: String,
     },
     StepStarted {
         step: String,

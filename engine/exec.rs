@@ -329,6 +329,9 @@ impl Executor {
             auth: self.operator.auth.name().to_string(),
             supervisor: self.supervision.as_ref().map(|s| s.supervisor.clone()),
             change: self.change.clone(),
+            owner: rb.owner.clone(),
+            window: rb.window.clone(),
+            risk: format!("{:?}", rb.risk).to_lowercase(),
         })?;
         let dry = if self.dry_run { " (dry run)" } else { "" };
         // The run id is the first line: scripts and people read it from there.

@@ -39,6 +39,11 @@ pub struct RunView {
     /// Set on a supervised training run: the operator is the trainee.
     pub supervisor: Option<String>,
     pub change: Option<String>,
+    /// The runbook's owner, maintenance window, risk and kind (runbook or test), as run.
+    pub runbook_owner: Option<String>,
+    pub window: Option<String>,
+    pub risk: String,
+    pub kind: String,
     /// Who holds the run now: the operator, then whoever it was handed over to.
     pub owner: String,
     pub custody: Vec<Handover>,
@@ -209,6 +214,10 @@ impl RunView {
             auth,
             supervisor,
             change,
+            owner,
+            window,
+            risk,
+            kind,
             ..
         } = first.event()?
         else {
@@ -250,6 +259,10 @@ impl RunView {
             auth,
             supervisor,
             change,
+            runbook_owner: owner,
+            window,
+            risk,
+            kind,
             custody: Vec::new(),
             resumes: Vec::new(),
             rollback_for: None,

@@ -21,6 +21,7 @@ pub mod plan;
 pub mod progress;
 pub mod prompt;
 pub mod redact;
+pub mod report;
 pub mod runbook;
 pub mod script;
 pub mod script_api;

@@ -1,5 +1,7 @@
 //! Keeping secrets out of everything that persists or is shown: every occurrence of a secret
-//! parameter's value (and of each line of a multi-line one) becomes `***`.
+//! parameter's value becomes `***` — raw, each line of a multi-line one, base64 (standard and
+//! URL-safe, padded or not), percent-encoded (URL) and shell-quoted. A string a script builds
+//! around a secret still contains it, so it is masked too.
 
 use serde_json::Value;
 
@@ -19,10 +21,15 @@ impl Redactor {
     pub fn new(secrets: impl IntoIterator<Item = String>) -> Self {
         let mut needles: Vec<String> = Vec::new();
         for secret in secrets {
-            let lines = secret.lines().map(str::trim).map(str::to_string);
-            for candidate in std::iter::once(secret.clone()).chain(lines) {
-                if candidate.chars().count() >= MIN_SECRET_LEN && !needles.contains(&candidate) {
-                    needles.push(candidate);
+            let lines: Vec<String> = secret.lines().map(str::trim).map(str::to_string).collect();
+            for value in std::iter::once(secret.clone()).chain(lines) {
+                if value.chars().count() < MIN_SECRET_LEN {
+                    continue;
+                }
+                for candidate in encodings(&value) {
+                    if !candidate.is_empty() && !needles.contains(&candidate) {
+                        needles.push(candidate);
+                    }
                 }
             }
         }
@@ -64,6 +71,26 @@ impl Redactor {
     }
 }
 
+/// The forms a secret is commonly written in.
+fn encodings(value: &str) -> Vec<String> {
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    use base64::Engine;
+    let bytes = value.as_bytes();
+    let mut forms = vec![
+        value.to_string(),
+        STANDARD.encode(bytes),
+        STANDARD_NO_PAD.encode(bytes),
+        URL_SAFE.encode(bytes),
+        URL_SAFE_NO_PAD.encode(bytes),
+        percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC)
+            .to_string(),
+        crate::template::shell_quote(value),
+    ];
+    // Form encoding writes spaces as `+`.
+    forms.push(forms[5].replace("%20", "+"));
+    forms
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,6 +103,20 @@ mod tests {
         let mut v = serde_json::json!({"a": ["x hunter22 y"], "hunter22": 1});
         r.value(&mut v);
         assert_eq!(v, serde_json::json!({"a": ["x *** y"], "***": 1}));
+    }
+
+    #[test]
+    fn masks_encoded_forms() {
+        let r = Redactor::new(["s3cr3t value/x".to_string()]);
+        for text in [
+            "Basic czNjcjN0IHZhbHVlL3g=",
+            "u=czNjcjN0IHZhbHVlL3g",
+            "q=s3cr3t%20value%2Fx",
+            "q=s3cr3t+value%2Fx",
+            "echo 's3cr3t value/x'",
+        ] {
+            assert!(!r.text(text).contains("3t"), "{text} -> {}", r.text(text));
+        }
     }
 
     #[test]

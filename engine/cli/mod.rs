@@ -14,13 +14,15 @@ use crate::error::{exit, Error, Result};
 use crate::event::RunStatus;
 use crate::exec::{self, RunRequest};
 use crate::history::{self, RunView};
-use crate::journal::{self, Journal};
+use crate::journal::Journal;
 use crate::params::{parse_assignment, Params};
 use crate::plan::Plan;
 use crate::runbook::ChangePolicy;
 use crate::{progress, prompt, script};
 
+mod audit;
 mod people;
+mod reports;
 mod resume;
 
 use crate::exec::Supervision;
@@ -96,7 +98,11 @@ enum Command {
     },
     /// The journal's integrity
     #[command(subcommand)]
-    Audit(AuditCommand),
+    Audit(audit::AuditCommand),
+    /// The audit report of a run, from the journal
+    Report(reports::ReportArgs),
+    /// A runbook as a printable checklist (or the whole library with --all)
+    Docs(reports::DocsArgs),
     /// Continue a parked or interrupted run
     Resume(resume::ResumeArgs),
     /// Sign a gate or manual step, or accept a supervised training run
@@ -119,15 +125,6 @@ enum Command {
         name: Option<String>,
         #[arg(long)]
         json: bool,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-enum AuditCommand {
-    /// Recompute the hash chain of the whole journal; exit 1 at the first break
-    Verify {
-        /// Only report on this run's events
-        run: Option<String>,
     },
 }
 
@@ -156,6 +153,9 @@ struct RunArgs {
     /// Without a terminal, poll for sign-offs at gates instead of parking
     #[arg(long)]
     wait: bool,
+    /// Write the run's report here when the run stops (format from the extension: .html, .md, .json, .xml)
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
 }
 
 /// Parses the command line, runs the command, and returns the exit code.
@@ -210,7 +210,9 @@ fn execute(cli: Cli) -> Result<i32> {
             json,
         } => runs(&settings, runbook.as_deref(), status.as_deref(), json),
         Command::Show { run, json } => show(&settings, &run, json),
-        Command::Audit(AuditCommand::Verify { run }) => audit_verify(&settings, run.as_deref()),
+        Command::Audit(command) => audit::audit(&settings, command),
+        Command::Report(args) => reports::report(&settings, args),
+        Command::Docs(args) => reports::docs(&settings, args),
     }
 }
 
@@ -311,7 +313,17 @@ fn run(settings: &Settings, identity: &Identity, args: RunArgs, no_progress: boo
         db: settings.db.clone(),
         resume: None,
     };
-    drive(request, journal, no_progress)
+    if let Some(path) = &args.report {
+        // Known before the run starts, so a bad name fails before step 1.
+        crate::report::Format::from_path(path)?;
+    }
+    drive(
+        settings,
+        request,
+        journal,
+        no_progress,
+        args.report.as_deref(),
+    )
 }
 
 /// Who supervises this run: the named supervisor, or nobody — and whether a trainee may run
@@ -379,7 +391,13 @@ fn supervision(
 }
 
 /// Runs the executor on a fresh runtime, with signals handled, and returns the exit code.
-fn drive(request: RunRequest, journal: Journal, no_progress: bool) -> Result<i32> {
+fn drive(
+    settings: &Settings,
+    request: RunRequest,
+    journal: Journal,
+    no_progress: bool,
+    report: Option<&Path>,
+) -> Result<i32> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -392,6 +410,10 @@ fn drive(request: RunRequest, journal: Journal, no_progress: bool) -> Result<i32
     })?;
     // Rhai or shell work that ignored its stop request must not hold the process open.
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    if let Some(path) = report {
+        reports::write_run_report(settings, &result.run_id, path, None)?;
+        println!("report: {}", path.display());
+    }
     Ok(result.exit_code)
 }
 
@@ -782,41 +804,7 @@ fn render_run(v: &RunView) -> String {
     out
 }
 
-fn audit_verify(settings: &Settings, run: Option<&str>) -> Result<i32> {
-    let journal = Journal::open(&settings.db)?;
-    let events = journal.all_events()?;
-    let run_id = run
-        .map(|r| history::resolve_run_id(&journal, r))
-        .transpose()?;
-    let scope = run_id
-        .as_deref()
-        .map(|r| format!("run {r}"))
-        .unwrap_or_else(|| "the journal".into());
-    match journal::verify_chain(&events) {
-        Some(b)
-            if run_id
-                .as_ref()
-                .is_none_or(|r| events.iter().any(|e| e.seq >= b.seq && &e.run_id == r)) =>
-        {
-            println!("BROKEN: {scope}: event {}: {}", b.seq, b.problem);
-            Ok(exit::STEP_FAILED)
-        }
-        _ => {
-            let count = events
-                .iter()
-                .filter(|e| run_id.as_ref().is_none_or(|r| &e.run_id == r))
-                .count();
-            let head = events
-                .last()
-                .map(|e| e.hash.as_str())
-                .unwrap_or(journal::GENESIS_HASH);
-            println!("intact: {scope}: {count} events verified; head {head}");
-            Ok(exit::SUCCESS)
-        }
-    }
-}
-
-fn to_json(value: &impl serde::Serialize) -> Result<String> {
+pub(crate) fn to_json(value: &impl serde::Serialize) -> Result<String> {
     serde_json::to_string_pretty(value).map_err(|e| Error::Internal(format!("JSON output: {e}")))
 }
 

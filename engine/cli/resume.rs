@@ -38,6 +38,9 @@ pub struct ResumeArgs {
     /// Why an interrupted step is marked done
     #[arg(long)]
     comment: Option<String>,
+    /// Write the run's report here when the run stops (.html, .md, .json or .xml)
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
 }
 
 pub fn resume(
@@ -150,7 +153,16 @@ pub fn resume(
             choices,
         }),
     };
-    drive(request, journal, no_progress)
+    if let Some(path) = &args.report {
+        crate::report::Format::from_path(path)?;
+    }
+    drive(
+        settings,
+        request,
+        journal,
+        no_progress,
+        args.report.as_deref(),
+    )
 }
 
 fn ask_about_interrupted(id: &str, name: &str) -> Result<InterruptedChoice> {
