@@ -87,6 +87,9 @@ impl RunStatus {
     }
 }
 
+// Events are built one at a time and written at once; the size of the largest variant
+// (run_started) costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
