@@ -161,7 +161,7 @@ pub struct Executor {
     /// Outputs of finished steps: `vars.<step>.<name>`.
     vars: Mutex<Map<String, Value>>,
     started: Mutex<HashSet<String>>,
-    tally: Mutex<Vec<StepStatus>>,
+    tally: Mutex<Vec<(Phase, StepStatus)>>,
     expectations: Mutex<Vec<bool>>,
     runtime: tokio::runtime::Handle,
     wait: bool,
@@ -252,7 +252,7 @@ struct PriorState {
     reentered: HashSet<(Phase, String)>,
     vars: Map<String, Value>,
     started: HashSet<String>,
-    tally: Vec<StepStatus>,
+    tally: Vec<(Phase, StepStatus)>,
     expectations: Vec<bool>,
     rollback_for: Option<String>,
 }
@@ -271,7 +271,7 @@ impl PriorState {
                     state.reentered.remove(&key);
                     state.done.insert(key, status);
                     if step.kind != "parallel" {
-                        state.tally.push(status);
+                        state.tally.push((step.phase, status));
                     }
                 }
                 None => {
@@ -385,7 +385,7 @@ impl Executor {
         let mut failed = self
             .tally
             .lock()
-            .map(|t| t.contains(&StepStatus::Failed))
+            .map(|t| t.contains(&(Phase::Main, StepStatus::Failed)))
             .unwrap_or(false);
         for step in &self.plan.steps {
             if self.abort.is_requested() {
@@ -497,7 +497,7 @@ impl Executor {
 
     fn summary(&self) -> String {
         let tally = self.tally.lock().map(|t| t.clone()).unwrap_or_default();
-        let count = |s: StepStatus| tally.iter().filter(|t| **t == s).count();
+        let count = |s: StepStatus| tally.iter().filter(|t| **t == (Phase::Main, s)).count();
         let mut parts = Vec::new();
         for status in [
             StepStatus::Succeeded,
@@ -511,6 +511,26 @@ impl Executor {
             if n > 0 || status == StepStatus::Succeeded || status == StepStatus::Failed {
                 parts.push(format!("{n} {}", status.name()));
             }
+        }
+        // Rollback steps are counted apart: a rolled-back run must not read as mostly done.
+        let rollback: Vec<StepStatus> = tally
+            .iter()
+            .filter(|(phase, _)| *phase == Phase::Rollback)
+            .map(|(_, s)| *s)
+            .collect();
+        if !rollback.is_empty() {
+            let failed = rollback
+                .iter()
+                .filter(|s| **s == StepStatus::Failed)
+                .count();
+            let ran = rollback
+                .iter()
+                .filter(|s| **s == StepStatus::Succeeded)
+                .count();
+            parts.push(format!(
+                "rollback: {ran} of {} steps done, {failed} failed",
+                rollback.len()
+            ));
         }
         let expectations = self
             .expectations
@@ -529,21 +549,30 @@ impl Executor {
 
     /// Journals an event, secrets masked, in its own durable transaction.
     fn record(&self, event: Event) -> Result<()> {
-        let event = if self.redactor.is_empty() {
-            event
+        self.record_all(vec![event])
+    }
+
+    /// Journals events, secrets masked, in one durable transaction.
+    fn record_all(&self, events: Vec<Event>) -> Result<()> {
+        let events = if self.redactor.is_empty() {
+            events
         } else {
-            let mut value = serde_json::to_value(&event)
-                .map_err(|e| Error::Internal(format!("event to JSON: {e}")))?;
-            self.redactor.value(&mut value);
-            serde_json::from_value(value)
-                .map_err(|e| Error::Internal(format!("event from JSON: {e}")))?
+            events
+                .into_iter()
+                .map(|event| {
+                    let mut value = serde_json::to_value(&event)
+                        .map_err(|e| Error::Internal(format!("event to JSON: {e}")))?;
+                    self.redactor.value(&mut value);
+                    serde_json::from_value(value)
+                        .map_err(|e| Error::Internal(format!("event from JSON: {e}")))
+                })
+                .collect::<Result<Vec<_>>>()?
         };
         let mut journal = self
             .journal
             .lock()
             .map_err(|_| Error::Internal("the journal lock was poisoned".into()))?;
-        journal.append(&self.run_id, &event)?;
-        Ok(())
+        journal.append_all(&self.run_id, &events)
     }
 
     // ----- one step ----------------------------------------------------------------------
@@ -715,13 +744,38 @@ impl Executor {
         duration: Option<Duration>,
         advances: bool,
     ) -> Result<StepOutcome> {
+        self.end_after(
+            Vec::new(),
+            step,
+            status,
+            attempts,
+            reason,
+            duration,
+            advances,
+        )
+    }
+
+    /// Ends a step, journaling `before` (its last attempt, its expectation) in the same
+    /// transaction as the step's end.
+    #[allow(clippy::too_many_arguments)]
+    fn end_after(
+        &self,
+        mut before: Vec<Event>,
+        step: &PlannedStep,
+        status: StepStatus,
+        attempts: u32,
+        reason: Option<String>,
+        duration: Option<Duration>,
+        advances: bool,
+    ) -> Result<StepOutcome> {
         let reason = reason.map(|r| self.redactor.text(&r));
-        self.record(Event::StepFinished {
+        before.push(Event::StepFinished {
             step: step.id.clone(),
             status,
             attempts,
             reason: reason.clone(),
-        })?;
+        });
+        self.record_all(before)?;
         self.finished(step, status, duration, reason.as_deref(), advances);
         Ok(StepOutcome::Done(status))
     }
@@ -766,8 +820,13 @@ impl Executor {
         advances: bool,
     ) {
         if !matches!(step.kind, StepKind::Parallel(_)) {
+            let phase = if self.plan.rollback.iter().any(|r| r.id == step.id) {
+                Phase::Rollback
+            } else {
+                Phase::Main
+            };
             if let Ok(mut tally) = self.tally.lock() {
-                tally.push(status);
+                tally.push((phase, status));
             }
         }
         self.progress.step_finished(&FinishedStep {
@@ -820,14 +879,14 @@ impl Executor {
         started: Instant,
     ) -> Result<StepOutcome> {
         let mut attempt = 0;
-        let result = loop {
+        let (result, unrecorded) = loop {
             attempt += 1;
             let result = match &step.kind {
                 StepKind::Shell { command } => self.attempt_shell(step, command).await,
                 StepKind::Rhai { ast, .. } => self.attempt_rhai(step, ast.clone()).await,
                 _ => unreachable!("run_attempts is only called for rhai and shell steps"),
             };
-            self.record(Event::AttemptFinished {
+            let finished = Event::AttemptFinished {
                 step: step.id.clone(),
                 attempt,
                 status: result.status,
@@ -837,14 +896,16 @@ impl Executor {
                 metrics: result.metrics.clone(),
                 excerpt: result.excerpt.clone(),
                 error: result.error.clone(),
-            })?;
+            };
             let retryable = matches!(
                 result.status,
                 AttemptStatus::Failed | AttemptStatus::TimedOut
             );
             if !retryable || attempt >= step.retry.attempts || self.abort.is_requested() {
-                break result;
+                // The last attempt is journaled together with the step's end.
+                break (result, Some(finished));
             }
+            self.record(finished)?;
             let delay = step.retry.delay_before(attempt + 1);
             self.progress.step_line(
                 &step.id,
@@ -856,7 +917,7 @@ impl Executor {
             );
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
-                _ = self.abort.requested() => break result,
+                _ = self.abort.requested() => break (result, None),
             }
         };
         // Outputs are visible to later steps whatever the outcome: a summary step must be able
@@ -864,7 +925,8 @@ impl Executor {
         if let Ok(mut vars) = self.vars.lock() {
             vars.insert(step.id.clone(), Value::Object(result.outputs.clone()));
         }
-        let expectation_missed = self.check_expectation(step, &result)?;
+        let mut before: Vec<Event> = unrecorded.into_iter().collect();
+        let expectation_missed = self.check_expectation(step, &result, &mut before)?;
         let (status, reason) = match result.status {
             AttemptStatus::Succeeded if expectation_missed.is_some() => {
                 (StepStatus::Failed, expectation_missed)
@@ -887,7 +949,8 @@ impl Executor {
                 )
             }
         };
-        self.end(
+        self.end_after(
+            before,
             step,
             status,
             attempt,
@@ -1115,6 +1178,7 @@ impl Executor {
         &self,
         step: &PlannedStep,
         result: &AttemptResult,
+        events: &mut Vec<Event>,
     ) -> Result<Option<String>> {
         let Some(Expectation::Check(expr)) = &step.expect else {
             return Ok(None);
@@ -1142,7 +1206,15 @@ impl Executor {
                 Err(e) => (false, Some(e)),
             }
         };
-        self.record_expectation(step, expr.text.trim(), passed, detail.clone())?;
+        events.push(Event::ExpectationChecked {
+            step: step.id.clone(),
+            passed,
+            expected: expr.text.trim().to_string(),
+            detail: detail.clone(),
+        });
+        if let Ok(mut e) = self.expectations.lock() {
+            e.push(passed);
+        }
         Ok((!passed).then(|| {
             let detail = detail.map(|d| format!(": {d}")).unwrap_or_default();
             format!("expectation `{}` not met{detail}", expr.text.trim())
@@ -1186,9 +1258,10 @@ impl Executor {
         started: Instant,
     ) -> Result<StepOutcome> {
         let person = self.supervision.as_ref().map(|s| s.person.as_str());
-        let Some(policy) = Policy::for_step(step, person) else {
+        let Some(mut policy) = Policy::for_step(step, person) else {
             return Err(Error::Internal(format!("step {} needs no person", step.id)));
         };
+        policy.owner_person = Some(self.operator.person.clone());
         loop {
             let view = self.current_view()?;
             let Some(step_view) = view.step(&step.id).cloned() else {

@@ -30,6 +30,9 @@ pub struct Policy {
     pub supervisor_person: Option<String>,
     /// A manual step (signing it means "done"), not a gate.
     pub manual: bool,
+    /// The person who holds the run now (after a handover, not the starter); four-eyes keeps
+    /// both from signing. Set by the caller, who can look names up.
+    pub owner_person: Option<String>,
 }
 
 impl Policy {
@@ -49,6 +52,7 @@ impl Policy {
                 on_timeout: g.on_timeout,
                 supervisor_person,
                 manual: false,
+                owner_person: None,
             }),
             StepKind::Manual { instructions } => Some(Self {
                 prompt: instructions.clone(),
@@ -62,6 +66,7 @@ impl Policy {
                 on_timeout: OnTimeout::Reject,
                 supervisor_person,
                 manual: true,
+                owner_person: None,
             }),
             _ => None,
         }
@@ -192,7 +197,8 @@ pub fn check_signer(
         ));
     }
     if policy.four_eyes {
-        let runners = [run.person.as_str(), run.owner.as_str()];
+        let owner_person = policy.owner_person.as_deref().unwrap_or(run.owner.as_str());
+        let runners = [run.person.as_str(), owner_person];
         if runners.contains(&signer.person.as_str()) || signer.name == run.owner {
             return Err(format!(
                 "four eyes: {} runs this run (as {}), so someone else must sign",

@@ -162,6 +162,20 @@ impl Journal {
         Ok(stored)
     }
 
+    /// Appends events that happen at the same instant (an attempt's end and its step's end)
+    /// in one durable transaction: all of them are on disk before the engine moves on.
+    pub fn append_all(&mut self, run_id: &str, events: &[Event]) -> Result<()> {
+        let path = self.path.clone();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| append_error(&path, e))?;
+        for event in events {
+            append_in(&tx, run_id, event).map_err(|e| append_error(&path, e))?;
+        }
+        tx.commit().map_err(|e| append_error(&path, e))
+    }
+
     /// Reads run `run_id`'s events and appends what `decide` returns, atomically: no other
     /// process can append in between, so a decision based on what was read stays valid (two
     /// people signing one gate at once: exactly one decision counts).

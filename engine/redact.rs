@@ -86,9 +86,23 @@ fn encodings(value: &str) -> Vec<String> {
             .to_string(),
         crate::template::shell_quote(value),
     ];
-    // Form encoding writes spaces as `+`.
+    // Form encoding writes spaces as `+`; some encoders write hex digits in lower case.
     forms.push(forms[5].replace("%20", "+"));
+    forms.push(lower_hex_escapes(&forms[5]));
     forms
+}
+
+/// `%7E` → `%7e`: the same percent-encoding with lower-case hex digits.
+fn lower_hex_escapes(encoded: &str) -> String {
+    let mut out = String::with_capacity(encoded.len());
+    let mut chars = encoded.chars();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c == '%' {
+            out.extend(chars.by_ref().take(2).map(|h| h.to_ascii_lowercase()));
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -113,6 +127,7 @@ mod tests {
             "u=czNjcjN0IHZhbHVlL3g",
             "q=s3cr3t%20value%2Fx",
             "q=s3cr3t+value%2Fx",
+            "q=s3cr3t%20value%2fx",
             "echo 's3cr3t value/x'",
         ] {
             assert!(!r.text(text).contains("3t"), "{text} -> {}", r.text(text));

@@ -125,7 +125,7 @@ fn millis_between(start: &str, end: Option<&str>) -> Option<i64> {
 }
 
 impl RunReport {
-    pub fn new(run: RunView, chain: ChainStatus) -> Self {
+    pub fn new(mut run: RunView, chain: ChainStatus) -> Self {
         let mut counts = Map::new();
         let mut steps = Vec::new();
         for (i, s) in run.steps.iter().enumerate() {
@@ -176,6 +176,8 @@ impl RunReport {
             .iter()
             .filter_map(|s| s.expectation.as_ref().map(|e| e.passed))
             .collect();
+        // The steps appear once, enriched, at the top level of the report.
+        run.steps.clear();
         Self {
             schema_version: SCHEMA_VERSION,
             generated_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
@@ -203,6 +205,8 @@ impl RunReport {
 /// The templates, built in or overridden.
 pub struct Renderer {
     tera: Tera,
+    /// Templates read from files, by name, so that errors name the file.
+    files: HashMap<String, std::path::PathBuf>,
 }
 
 impl Renderer {
@@ -211,6 +215,7 @@ impl Renderer {
         let mut tera = Tera::default();
         tera.autoescape_on(vec![".html", ".xml"]);
         register_filters(&mut tera);
+        let mut files = HashMap::new();
         for (name, text) in BUILT_IN {
             let override_path = dir.map(|d| d.join(name)).filter(|p| p.is_file());
             let text = match &override_path {
@@ -220,18 +225,29 @@ impl Renderer {
             };
             tera.add_raw_template(name, &text)
                 .map_err(|e| template_error(name, override_path.as_deref(), &e))?;
+            if let Some(path) = override_path {
+                files.insert(name.to_string(), path);
+            }
         }
-        Ok(Self { tera })
+        Ok(Self { tera, files })
     }
 
     /// Replaces the template a format renders with the file at `path`.
     pub fn override_template(&mut self, format: Format, path: &Path) -> Result<()> {
+        if format == Format::Json {
+            return Err(Error::Usage(
+                "--template applies to html, md and junit; the JSON report has a fixed schema"
+                    .into(),
+            ));
+        }
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::file(path, format!("cannot read the template: {e}")))?;
         let name = format.run_template();
         self.tera
             .add_raw_template(name, &text)
-            .map_err(|e| template_error(name, Some(path), &e))
+            .map_err(|e| template_error(name, Some(path), &e))?;
+        self.files.insert(name.to_string(), path.to_path_buf());
+        Ok(())
     }
 
     pub fn render_run(&self, report: &RunReport, format: Format) -> Result<String> {
@@ -277,7 +293,7 @@ impl Renderer {
     fn render(&self, name: &str, context: &Context) -> Result<String> {
         self.tera
             .render(name, context)
-            .map_err(|e| template_error(name, None, &e))
+            .map_err(|e| template_error(name, self.files.get(name).map(|p| p.as_path()), &e))
     }
 }
 
@@ -300,6 +316,20 @@ fn register_filters(tera: &mut Tera) {
     tera.register_filter("short", short_filter);
     tera.register_filter("symbol", symbol_filter);
     tera.register_filter("text", text_filter);
+    tera.register_filter("md_cell", md_cell_filter);
+}
+
+/// `{{ text | md_cell }}`: safe inside a Markdown table cell or inline code: no pipes, no
+/// line breaks, no raw HTML.
+fn md_cell_filter(value: &Value, _: &HashMap<String, Value>) -> tera::Result<Value> {
+    let text = crate::params::value_text(value);
+    let cell = text
+        .replace('|', "\\|")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace("\r\n", " ↵ ")
+        .replace('\n', " ↵ ");
+    Ok(Value::from(cell))
 }
 
 /// `{{ ms | duration }}`: 850ms, 12.3s, 4m05s.

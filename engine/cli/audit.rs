@@ -96,12 +96,16 @@ fn verify(
             }
         }
     }
-    if let (None, Some(head)) = (&first_break, expect_head) {
-        if head.len() < 16 {
-            return Err(Error::Usage(
-                "--expect-head needs the full head hash (64 hex digits)".into(),
-            ));
+    if let Some(head) = expect_head {
+        if head.len() != 64 || !head.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(Error::Usage(format!(
+                "--expect-head {head}: give the full head hash, 64 hex digits, as `opsbook audit head` prints it"
+            )));
         }
+    }
+    // The head of an empty journal is the genesis hash, which every journal starts from.
+    let recorded_empty = expect_head.is_some_and(|h| h == crate::journal::GENESIS_HASH);
+    if let (None, Some(head), false) = (&first_break, expect_head, recorded_empty) {
         if journal.seq_of_hash(head)?.is_none() {
             first_break = Some(crate::journal::ChainBreak {
                 seq: 0,

@@ -216,7 +216,14 @@ pub fn signoff(settings: &Settings, identity: &Identity, args: SignoffArgs) -> R
     if args.accept || args.reject_run {
         return acceptance(&mut journal, &view, &signer, &args);
     }
-    let step_id = match (&args.step, view.waiting_step()) {
+    // The step the run waits at: parked there, or held at it by a process that polls (--wait).
+    let waiting = view.waiting_step().or_else(|| {
+        view.steps
+            .iter()
+            .rev()
+            .find(|s| s.status.is_none() && matches!(s.kind.as_str(), "gate" | "manual"))
+    });
+    let step_id = match (&args.step, waiting) {
         (Some(s), _) => s.clone(),
         (None, Some(w)) => w.id.clone(),
         (None, None) => {
@@ -245,12 +252,14 @@ pub fn signoff(settings: &Settings, identity: &Identity, args: SignoffArgs) -> R
         Some(name) => Some(Directory::new(&mut journal).person_of(name)?),
         None => None,
     };
-    let Some(policy) = Policy::for_step(step, supervisor_person.as_deref()) else {
+    let owner_person = Directory::new(&mut journal).person_of(&view.owner)?;
+    let Some(mut policy) = Policy::for_step(step, supervisor_person.as_deref()) else {
         return Err(Error::Usage(format!(
             "step `{step_id}` is a {} step; only gates and manual steps are signed",
             step.kind.name()
         )));
     };
+    policy.owner_person = Some(owner_person);
     let decision = if args.approve { "approved" } else { "rejected" };
     let answer = journal.append_checked(&view.id, |events| {
         let view = RunView::from_events(events)?;

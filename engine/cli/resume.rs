@@ -53,20 +53,7 @@ pub fn resume(
     let operator = Directory::new(&mut journal)
         .authenticate(identity.as_name.as_deref(), &identity.passphrase)?;
     let view = history::load_run(&journal, &args.run)?;
-    match view.status {
-        RunStatus::Running | RunStatus::AwaitingSignoff => {}
-        RunStatus::AwaitingAcceptance => {
-            return Err(Error::Usage(format!(
-                "run {} has finished and awaits acceptance: opsbook signoff {} --accept (or --reject-run) --as {}",
-                view.id,
-                view.id,
-                view.supervisor.as_deref().unwrap_or("SUPERVISOR")
-            )))
-        }
-        finished => {
-            return Err(Error::Usage(format!("run {} has finished ({}); start a new run instead", view.id, finished.name())))
-        }
-    }
+    check_resumable(&view)?;
     let owner_person = Directory::new(&mut journal).person_of(&view.owner)?;
     if operator.verified()
         && operator.person != owner_person
@@ -79,6 +66,9 @@ pub fn resume(
     }
     // Taken before anything is journaled: a second resume of a live run stops here (exit 5).
     let lease = Lease::acquire(&settings.db, &view.id)?;
+    // What was read before the lease may be stale: another resume may have finished the run.
+    let view = history::load_run(&journal, &view.id)?;
+    check_resumable(&view)?;
 
     let path = PathBuf::from(&view.path);
     let (plan, engine) = load_plan(settings, &path)?;
@@ -181,4 +171,23 @@ fn ask_about_interrupted(id: &str, name: &str) -> Result<InterruptedChoice> {
         },
         _ => InterruptedChoice::Abort,
     })
+}
+
+/// A run that can be continued: running (its driver gone) or waiting for a person.
+fn check_resumable(view: &crate::history::RunView) -> Result<()> {
+    match view.status {
+        RunStatus::Running | RunStatus::AwaitingSignoff => {}
+        RunStatus::AwaitingAcceptance => {
+            return Err(Error::Usage(format!(
+                "run {} has finished and awaits acceptance: opsbook signoff {} --accept (or --reject-run) --as {}",
+                view.id,
+                view.id,
+                view.supervisor.as_deref().unwrap_or("SUPERVISOR")
+            )))
+        }
+        finished => {
+            return Err(Error::Usage(format!("run {} has finished ({}); start a new run instead", view.id, finished.name())))
+        }
+    }
+    Ok(())
 }
