@@ -335,7 +335,10 @@ impl Executor {
         })?;
         let dry = if self.dry_run { " (dry run)" } else { "" };
         // The run id is the first line: scripts and people read it from there.
-        println!("run {} {} v{}{dry}", self.run_id, rb.runbook, rb.version);
+        self.progress.run_started(
+            &format!("run {} {} v{}{dry}", self.run_id, rb.runbook, rb.version),
+            self.plan.steps.len(),
+        );
         self.progress.message(&format!(
             "{} — {} step(s), operator {}{}",
             rb.title,
@@ -347,7 +350,6 @@ impl Executor {
                 " (unverified)"
             }
         ));
-        self.progress.run_started(self.plan.steps.len());
         let started = Instant::now();
         let status = self.drive().await;
         self.progress.finish();
@@ -361,13 +363,15 @@ impl Executor {
             pid: std::process::id(),
         })?;
         let rb = &self.plan.runbook;
-        println!(
-            "run {} {} v{} (resumed)",
-            self.run_id, rb.runbook, rb.version
+        self.progress.run_started(
+            &format!(
+                "run {} {} v{} (resumed)",
+                self.run_id, rb.runbook, rb.version
+            ),
+            self.plan.steps.len(),
         );
         self.progress
             .message(&format!("{} — resumed by {}", rb.title, self.operator.name));
-        self.progress.run_started(self.plan.steps.len());
         let started = Instant::now();
         let status = match self.rollback_for.clone() {
             // Interrupted during a rollback: finish the rollback, then the run has failed.

@@ -13,7 +13,8 @@ use crate::duration::format_duration;
 use crate::event::StepStatus;
 
 pub trait Progress: Send + Sync {
-    fn run_started(&self, total_steps: usize);
+    /// The run begins: `header` is the first line printed (it carries the run id).
+    fn run_started(&self, header: &str, total_steps: usize);
     fn step_started(&self, id: &str, name: &str);
     /// The latest line of a running step's output (already redacted).
     fn step_line(&self, id: &str, line: &str);
@@ -90,10 +91,28 @@ pub fn choose(no_progress: bool) -> Box<dyn Progress> {
     }
 }
 
+/// Shows nothing: for embedding and benchmarks.
+pub struct SilentProgress;
+
+impl Progress for SilentProgress {
+    fn run_started(&self, _: &str, _: usize) {}
+    fn step_started(&self, _: &str, _: &str) {}
+    fn step_line(&self, _: &str, _: &str) {}
+    fn step_finished(&self, _: &FinishedStep) {}
+    fn step_parked(&self, _: &str, _: &str) {}
+    fn message(&self, _: &str) {}
+    fn suspend(&self, f: &mut dyn FnMut()) {
+        f()
+    }
+    fn finish(&self) {}
+}
+
 pub struct PlainProgress;
 
 impl Progress for PlainProgress {
-    fn run_started(&self, _: usize) {}
+    fn run_started(&self, header: &str, _: usize) {
+        println!("{header}");
+    }
     fn step_started(&self, _: &str, _: &str) {}
     fn step_line(&self, _: &str, _: &str) {}
     fn step_finished(&self, step: &FinishedStep) {
@@ -140,7 +159,8 @@ impl TerminalProgress {
 }
 
 impl Progress for TerminalProgress {
-    fn run_started(&self, total_steps: usize) {
+    fn run_started(&self, header: &str, total_steps: usize) {
+        self.println(header);
         self.overall.set_length(total_steps as u64);
     }
 

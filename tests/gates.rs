@@ -804,13 +804,12 @@ fn of_two_concurrent_resumes_one_drives_the_run_and_the_other_is_refused() {
     assert_contiguous(&ws, &id);
 }
 
-/// A resume that read the run just before another resume finished it must not drive it again.
-/// `resume` reads the run, then takes the lease, and never reads the run again under the lease:
-/// when the other resume ends in between, the late one re-runs every step after the one it saw.
-/// With strace, the late resume's lease connection (its second open of the journal) is held
-/// back for a second, which makes the interleaving certain; without strace, it is tried 40 times.
+/// A resume that read the run just before another resume finished it must not drive it again
+/// (a late resume used to re-run every step after the one it saw, and journal a second
+/// run_finished). With strace, the late resume's second open of the journal (its lease) is held
+/// back for a second, which makes that interleaving certain; without strace, it is tried 40
+/// times, and may miss it.
 #[test]
-#[ignore = "engine bug: resume checks the run's state before taking the lease and never re-reads it, so a resume racing another one can drive a finished run again (steps re-run, a second run_finished)"]
 fn a_resume_that_loses_the_race_never_drives_a_finished_run_again() {
     let ws = Workspace::new();
     ws.runbook(
@@ -983,7 +982,6 @@ fn a_waiting_run_continues_when_someone_signs_from_another_process() {
 }
 
 #[test]
-#[ignore = "engine bug: `signoff RUN` without --step says a run waiting at a gate with --wait is \"not waiting for a sign-off (it is running)\" (exit 2)"]
 fn a_sign_off_without_a_step_finds_the_gate_a_waiting_run_waits_at() {
     let ws = Workspace::new();
     team(&ws, &[("ann", "supervisor"), ("bob", "supervisor")]);
@@ -1231,7 +1229,6 @@ fn a_handed_over_run_is_resumed_by_its_new_owner_only() {
 }
 
 #[test]
-#[ignore = "engine bug: four eyes compares the owner's name, not their person, after a handover to an alias"]
 fn four_eyes_refuses_the_new_owner_under_another_name_after_a_handover() {
     let ws = Workspace::new();
     team(
