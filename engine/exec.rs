@@ -1265,7 +1265,15 @@ impl Executor {
         let Some(mut policy) = Policy::for_step(step, person) else {
             return Err(Error::Internal(format!("step {} needs no person", step.id)));
         };
-        policy.owner_person = Some(self.operator.person.clone());
+        {
+            let view = self.current_view()?;
+            let mut journal = self
+                .journal
+                .lock()
+                .map_err(|_| Error::Internal("the journal lock was poisoned".into()))?;
+            policy.resolve_people(&view, &mut Directory::new(&mut journal))?;
+            policy.runner_people.push(self.operator.person.clone());
+        }
         loop {
             let view = self.current_view()?;
             let Some(step_view) = view.step(&step.id).cloned() else {
@@ -1341,13 +1349,15 @@ impl Executor {
                         advances,
                     );
                 }
-                Verdict::TimedOut { action } => {
-                    return self.timed_out(step, action, false, advances)
-                }
+                Verdict::TimedOut { action } => return self.timed_out(step, action, advances),
                 Verdict::Pending { .. } => {}
             }
             if gate::is_past_deadline(&policy, &step_view) {
-                return self.timed_out(step, policy.on_timeout, true, advances);
+                if self.record_timeout_unless_decided(step, &policy)? {
+                    return self.timed_out(step, policy.on_timeout, advances);
+                }
+                // A sign-off landed just before the deadline: look at it.
+                continue;
             }
             if self.abort.is_requested() {
                 let reason = "stopped at the operator's request".to_string();
@@ -1410,11 +1420,40 @@ impl Executor {
         }
     }
 
+    /// Journals the gate's timeout, unless a decision was journaled first (by another process,
+    /// just before the deadline); says whether it did.
+    fn record_timeout_unless_decided(&self, step: &PlannedStep, policy: &Policy) -> Result<bool> {
+        let action = if policy.on_timeout == OnTimeout::Abort {
+            "abort"
+        } else {
+            "reject"
+        };
+        let mut journal = self
+            .journal
+            .lock()
+            .map_err(|_| Error::Internal("the journal lock was poisoned".into()))?;
+        journal.append_checked(&self.run_id, |events| {
+            let view = RunView::from_events(events)?;
+            let undecided = view
+                .step(&step.id)
+                .is_some_and(|s| matches!(gate::verdict(policy, s), Verdict::Pending { .. }));
+            let event = Event::GateTimedOut {
+                step: step.id.clone(),
+                action: action.into(),
+            };
+            Ok(if undecided {
+                (vec![event], true)
+            } else {
+                (vec![], false)
+            })
+        })
+    }
+
+    /// Ends a gate whose timeout is journaled.
     fn timed_out(
         &self,
         step: &PlannedStep,
         action: OnTimeout,
-        record: bool,
         advances: bool,
     ) -> Result<StepOutcome> {
         let action_name = if action == OnTimeout::Abort {
@@ -1422,12 +1461,6 @@ impl Executor {
         } else {
             "reject"
         };
-        if record {
-            self.record(Event::GateTimedOut {
-                step: step.id.clone(),
-                action: action_name.into(),
-            })?;
-        }
         let status = if action == OnTimeout::Abort {
             StepStatus::Aborted
         } else {

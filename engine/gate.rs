@@ -30,9 +30,11 @@ pub struct Policy {
     pub supervisor_person: Option<String>,
     /// A manual step (signing it means "done"), not a gate.
     pub manual: bool,
-    /// The person who holds the run now (after a handover, not the starter); four-eyes keeps
-    /// both from signing. Set by the caller, who can look names up.
-    pub owner_person: Option<String>,
+    /// Besides the person who started the run: whoever holds it now (after a handover) and
+    /// whoever drives it; four-eyes keeps them all from signing. Set by the caller.
+    pub runner_people: Vec<String>,
+    /// The people behind `approvers` (an approver's alias may sign). Set by the caller.
+    pub approver_people: Vec<String>,
 }
 
 impl Policy {
@@ -52,7 +54,8 @@ impl Policy {
                 on_timeout: g.on_timeout,
                 supervisor_person,
                 manual: false,
-                owner_person: None,
+                runner_people: Vec::new(),
+                approver_people: Vec::new(),
             }),
             StepKind::Manual { instructions } => Some(Self {
                 prompt: instructions.clone(),
@@ -66,7 +69,8 @@ impl Policy {
                 on_timeout: OnTimeout::Reject,
                 supervisor_person,
                 manual: true,
-                owner_person: None,
+                runner_people: Vec::new(),
+                approver_people: Vec::new(),
             }),
             _ => None,
         }
@@ -93,6 +97,23 @@ impl Policy {
             parts.push("with a comment as evidence".into());
         }
         parts.join(", ")
+    }
+}
+
+impl Policy {
+    /// Fills in what needs the operator directory: the owner's person and the approvers' people.
+    pub fn resolve_people(
+        &mut self,
+        run: &RunView,
+        directory: &mut crate::identity::Directory,
+    ) -> crate::error::Result<()> {
+        self.runner_people.push(directory.person_of(&run.owner)?);
+        self.approver_people = self
+            .approvers
+            .iter()
+            .map(|a| directory.person_of(a))
+            .collect::<crate::error::Result<_>>()?;
+        Ok(())
     }
 }
 
@@ -188,6 +209,7 @@ pub fn check_signer(
         && !policy
             .approvers
             .iter()
+            .chain(&policy.approver_people)
             .any(|a| a == &signer.name || a == &signer.person)
     {
         return Err(format!(
@@ -197,9 +219,10 @@ pub fn check_signer(
         ));
     }
     if policy.four_eyes {
-        let owner_person = policy.owner_person.as_deref().unwrap_or(run.owner.as_str());
-        let runners = [run.person.as_str(), owner_person];
-        if runners.contains(&signer.person.as_str()) || signer.name == run.owner {
+        let is_runner = signer.person == run.person
+            || signer.name == run.owner
+            || policy.runner_people.contains(&signer.person);
+        if is_runner {
             return Err(format!(
                 "four eyes: {} runs this run (as {}), so someone else must sign",
                 signer.person, run.operator

@@ -38,6 +38,14 @@ pub struct FinishedStep<'a> {
     pub advances: bool,
 }
 
+/// One line to stdout. A reader that went away (`opsbook run x | head -1`) must not stop a
+/// run halfway: the journal is the record, so a failed write is dropped.
+fn say(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+}
+
 pub fn symbol(status: StepStatus) -> &'static str {
     match status {
         StepStatus::Succeeded => "✓",
@@ -111,18 +119,18 @@ pub struct PlainProgress;
 
 impl Progress for PlainProgress {
     fn run_started(&self, header: &str, _: usize) {
-        println!("{header}");
+        say(header);
     }
     fn step_started(&self, _: &str, _: &str) {}
     fn step_line(&self, _: &str, _: &str) {}
     fn step_finished(&self, step: &FinishedStep) {
-        println!("{}", step_line(step));
+        say(&step_line(step));
     }
     fn step_parked(&self, _: &str, line: &str) {
-        println!("{line}");
+        say(line);
     }
     fn message(&self, text: &str) {
-        println!("{text}");
+        say(text);
     }
     fn suspend(&self, f: &mut dyn FnMut()) {
         f()
@@ -154,7 +162,7 @@ impl TerminalProgress {
     }
 
     fn println(&self, text: &str) {
-        self.multi.suspend(|| println!("{text}"));
+        self.multi.suspend(|| say(text));
     }
 }
 

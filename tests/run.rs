@@ -1179,3 +1179,30 @@ fn runs_filters_by_status_and_show_refuses_an_unknown_id() {
         .run()
         .status(2);
 }
+
+#[test]
+fn a_reader_that_goes_away_does_not_stop_the_run() {
+    use std::io::{BufRead, BufReader};
+    let ws = Workspace::new();
+    ws.runbook(
+        "chatty",
+        "runbook: chatty\ntitle: Chatty\nsteps:\n  - id: a\n    shell: sleep 0.3\n  - id: b\n    shell: \"true\"\n",
+    );
+    let mut child = ws.cmd(["run", "chatty"]).command().spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut first = String::new();
+    BufReader::new(stdout).read_line(&mut first).unwrap();
+    // The reader is gone (like `| head -1`); the run must still finish and be journaled.
+    let status = child.wait().unwrap();
+    assert!(first.starts_with("run "), "{first}");
+    assert_eq!(status.code(), Some(0));
+    let finished: i64 = ws
+        .journal()
+        .query_row(
+            "SELECT COUNT(*) FROM events WHERE kind = 'run_finished'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(finished, 1);
+}

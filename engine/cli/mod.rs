@@ -171,6 +171,13 @@ pub fn main() -> i32 {
             };
         }
     };
+    if !matches!(cli.command, Command::Run(_) | Command::Resume(_)) {
+        // Listings behave like other Unix tools when their reader goes away: they stop quietly.
+        // SAFETY: restoring the default action of SIGPIPE before any thread or I/O exists.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     match execute(cli) {
         Ok(code) => code,
         Err(Error::Invalid(diagnostics)) => {

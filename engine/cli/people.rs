@@ -252,14 +252,13 @@ pub fn signoff(settings: &Settings, identity: &Identity, args: SignoffArgs) -> R
         Some(name) => Some(Directory::new(&mut journal).person_of(name)?),
         None => None,
     };
-    let owner_person = Directory::new(&mut journal).person_of(&view.owner)?;
     let Some(mut policy) = Policy::for_step(step, supervisor_person.as_deref()) else {
         return Err(Error::Usage(format!(
             "step `{step_id}` is a {} step; only gates and manual steps are signed",
             step.kind.name()
         )));
     };
-    policy.owner_person = Some(owner_person);
+    policy.resolve_people(&view, &mut Directory::new(&mut journal))?;
     let decision = if args.approve { "approved" } else { "rejected" };
     let answer = journal.append_checked(&view.id, |events| {
         let view = RunView::from_events(events)?;
