@@ -174,6 +174,25 @@ pub struct Executor {
     reentered: HashSet<(Phase, String)>,
     choices: HashMap<String, InterruptedChoice>,
     rollback_for: Option<String>,
+    /// A step's end, journaled together with whatever comes next (see `defer`).
+    pending: Mutex<Pending>,
+}
+
+/// Events that wait for the next commit, and the lines to show once they are durable.
+#[derive(Default)]
+struct Pending {
+    events: Vec<Event>,
+    lines: Vec<FinishedLine>,
+}
+
+/// A finished step's line, shown once its end is durable.
+struct FinishedLine {
+    id: String,
+    name: String,
+    status: StepStatus,
+    duration: Option<Duration>,
+    detail: Option<String>,
+    advances: bool,
 }
 
 /// Starts a new run of `request` (or continues `request.resume`) and drives it until it
@@ -235,12 +254,16 @@ pub async fn run(
         reentered: prior.reentered,
         choices,
         rollback_for: prior.rollback_for,
+        pending: Mutex::new(Pending::default()),
     };
     let result = if resumed {
         executor.resume().await
     } else {
         executor.start().await
     };
+    // Whatever ended the drive, a step's end still waiting for a commit is written now.
+    let flushed = executor.record_all(Vec::new());
+    let result = result.and_then(|r| flushed.map(|_| r));
     drop(lease);
     result
 }
@@ -556,8 +579,36 @@ impl Executor {
         self.record_all(vec![event])
     }
 
-    /// Journals events, secrets masked, in one durable transaction.
+    /// Journals events, secrets masked, in one durable transaction — preceded by any step's
+    /// end that was waiting for it — and then shows the lines of the ends it made durable.
     fn record_all(&self, events: Vec<Event>) -> Result<()> {
+        let (events, lines) = {
+            let mut pending = self
+                .pending
+                .lock()
+                .map_err(|_| Error::Internal("the pending events lock was poisoned".into()))?;
+            let mut all = std::mem::take(&mut pending.events);
+            all.extend(events);
+            (all, std::mem::take(&mut pending.lines))
+        };
+        if events.is_empty() {
+            return Ok(());
+        }
+        self.commit(events)?;
+        for line in lines {
+            self.progress.step_finished(&FinishedStep {
+                id: &line.id,
+                name: &line.name,
+                status: line.status,
+                duration: line.duration,
+                detail: line.detail.as_deref(),
+                advances: line.advances,
+            });
+        }
+        Ok(())
+    }
+
+    fn commit(&self, events: Vec<Event>) -> Result<()> {
         let events = if self.redactor.is_empty() {
             events
         } else {
@@ -779,8 +830,35 @@ impl Executor {
             attempts,
             reason: reason.clone(),
         });
-        self.record_all(before)?;
-        self.finished(step, status, duration, reason.as_deref(), advances);
+        self.defer(before, step, status, duration, reason, advances)
+    }
+
+    /// A step's end is journaled in the same transaction as what the run does next (the next
+    /// step's start, a pause, the run's end), and always before that next thing happens: one
+    /// durable commit per step instead of two. Its line is shown once it is durable.
+    fn defer(
+        &self,
+        events: Vec<Event>,
+        step: &PlannedStep,
+        status: StepStatus,
+        duration: Option<Duration>,
+        detail: Option<String>,
+        advances: bool,
+    ) -> Result<StepOutcome> {
+        self.count(step, status);
+        let mut pending = self
+            .pending
+            .lock()
+            .map_err(|_| Error::Internal("the pending events lock was poisoned".into()))?;
+        pending.events.extend(events);
+        pending.lines.push(FinishedLine {
+            id: step.id.clone(),
+            name: step.name.clone(),
+            status,
+            duration,
+            detail,
+            advances,
+        });
         Ok(StepOutcome::Done(status))
     }
 
@@ -799,7 +877,7 @@ impl Executor {
             StepStatus::Skipped
         };
         let would_run = would_run.map(|w| self.redactor.text(&w));
-        self.record(Event::StepSkipped {
+        let skipped = Event::StepSkipped {
             step: step.id.clone(),
             name: step.name.clone(),
             kind: step.kind.name().into(),
@@ -807,12 +885,11 @@ impl Executor {
             group: group.map(str::to_string),
             reason: reason.clone(),
             would_run: would_run.clone(),
-        })?;
+        };
         let detail = would_run
             .map(|w| format!("would run: {w}"))
             .unwrap_or(reason);
-        self.finished(step, status, None, Some(&detail), advances);
-        Ok(StepOutcome::Done(status))
+        self.defer(vec![skipped], step, status, None, Some(detail), advances)
     }
 
     fn finished(
@@ -823,16 +900,7 @@ impl Executor {
         detail: Option<&str>,
         advances: bool,
     ) {
-        if !matches!(step.kind, StepKind::Parallel(_)) {
-            let phase = if self.plan.rollback.iter().any(|r| r.id == step.id) {
-                Phase::Rollback
-            } else {
-                Phase::Main
-            };
-            if let Ok(mut tally) = self.tally.lock() {
-                tally.push((phase, status));
-            }
-        }
+        self.count(step, status);
         self.progress.step_finished(&FinishedStep {
             id: &step.id,
             name: &step.name,
@@ -841,6 +909,21 @@ impl Executor {
             detail,
             advances,
         });
+    }
+
+    /// Counts a finished step for the summary (group entries are not steps of their own).
+    fn count(&self, step: &PlannedStep, status: StepStatus) {
+        if matches!(step.kind, StepKind::Parallel(_)) {
+            return;
+        }
+        let phase = if self.plan.rollback.iter().any(|r| r.id == step.id) {
+            Phase::Rollback
+        } else {
+            Phase::Main
+        };
+        if let Ok(mut tally) = self.tally.lock() {
+            tally.push((phase, status));
+        }
     }
 
     /// What a step would do, for dry runs: the rendered command, or the first script line.
@@ -1246,6 +1329,7 @@ impl Executor {
 
     /// The run as the journal has it now (sign-offs may come from other processes).
     fn current_view(&self) -> Result<RunView> {
+        self.record_all(Vec::new())?;
         let journal = self
             .journal
             .lock()
@@ -1428,6 +1512,7 @@ impl Executor {
         } else {
             "reject"
         };
+        self.record_all(Vec::new())?;
         let mut journal = self
             .journal
             .lock()
