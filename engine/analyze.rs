@@ -24,8 +24,7 @@ use crate::plan::{
     DEFAULT_STEP_TIMEOUT,
 };
 use crate::runbook::{
-    field_names, Gate, ParamSpec, ParamType, Retry, Runbook, SourceFile, Step, MAX_FILE_BYTES,
-    STEP_KINDS,
+    field_names, Gate, ParamSpec, ParamType, Retry, Runbook, SourceFile, Step, STEP_KINDS,
 };
 use crate::script;
 use crate::template::{self, Placeholder};
@@ -1149,6 +1148,3 @@ pub fn runbook_files(dir: &Path) -> std::io::Result<Vec<std::path::PathBuf>> {
     files.sort();
     Ok(files)
 }
-
-/// Files over this size are refused by [`SourceFile::read`]; exposed for the CLI's messages.
-pub const SIZE_CAP: u64 = MAX_FILE_BYTES;

@@ -159,7 +159,7 @@ pub struct Executor {
     progress: Arc<dyn Progress>,
     abort: AbortSignal,
     /// Outputs of finished steps: `vars.<step>.<name>`.
-    vars: Mutex<Map<String, Value>>,
+    vars: Mutex<Vars>,
     started: Mutex<HashSet<String>>,
     tally: Mutex<Vec<(Phase, StepStatus)>>,
     expectations: Mutex<Vec<bool>>,
@@ -242,7 +242,7 @@ pub async fn run(
         redactor,
         progress,
         abort,
-        vars: Mutex::new(prior.vars),
+        vars: Mutex::new(Vars::from_json(prior.vars)?),
         started: Mutex::new(prior.started),
         tally: Mutex::new(prior.tally),
         expectations: Mutex::new(prior.expectations),
@@ -266,6 +266,34 @@ pub async fn run(
     let result = result.and_then(|r| flushed.map(|_| r));
     drop(lease);
     result
+}
+
+/// Step outputs as later steps see them: as JSON for placeholders, and already converted for
+/// scripts (each step's outputs are converted once, when they are set).
+struct Vars {
+    json: Map<String, Value>,
+    /// A shared `rhai::Map`: scripts get a reference, not a copy.
+    rhai: rhai::Dynamic,
+}
+
+impl Vars {
+    fn from_json(json: Map<String, Value>) -> Result<Self> {
+        let rhai = rhai::Dynamic::from_map(to_rhai_map(json.clone())?).into_shared();
+        Ok(Self { json, rhai })
+    }
+
+    fn insert(&mut self, step: &str, outputs: &Map<String, Value>) -> Result<()> {
+        let converted = rhai::Dynamic::from_map(to_rhai_map(outputs.clone())?);
+        match self.rhai.write_lock::<rhai::Map>() {
+            Some(mut map) => {
+                map.insert(step.into(), converted);
+            }
+            None => return Err(Error::Internal("step outputs are not a map".into())),
+        }
+        self.json
+            .insert(step.to_string(), Value::Object(outputs.clone()));
+        Ok(())
+    }
 }
 
 /// What a resumed run already did, from its journal.
@@ -1010,7 +1038,7 @@ impl Executor {
         // Outputs are visible to later steps whatever the outcome: a summary step must be able
         // to tell a failed check from a skipped one.
         if let Ok(mut vars) = self.vars.lock() {
-            vars.insert(step.id.clone(), Value::Object(result.outputs.clone()));
+            vars.insert(&step.id, &result.outputs)?;
         }
         let mut before: Vec<Event> = unrecorded.into_iter().collect();
         let expectation_missed = self.check_expectation(step, &result, &mut before)?;
@@ -1057,7 +1085,10 @@ impl Executor {
     }
 
     fn render(&self, text: &str, quoting: Quoting) -> Result<String, String> {
-        let vars = self.vars.lock().map(|v| v.clone()).unwrap_or_default();
+        let vars = self
+            .vars
+            .lock()
+            .map_err(|_| "the outputs lock was poisoned".to_string())?;
         template::render(text, quoting, |placeholder| match placeholder {
             // A secret never goes into a command line (other users can read argv): the command
             // reads it from its environment instead.
@@ -1069,9 +1100,11 @@ impl Executor {
                 Some(format!("\"${}\"", crate::params::env_name(name)))
             }
             Placeholder::Param(name) => self.params.text(name),
-            Placeholder::Var { step, output } => {
-                vars.get(step).and_then(|o| o.get(output)).map(value_text)
-            }
+            Placeholder::Var { step, output } => vars
+                .json
+                .get(step)
+                .and_then(|o| o.get(output))
+                .map(value_text),
             Placeholder::RunId => Some(self.run_id.clone()),
             Placeholder::DryRun => Some(self.dry_run.to_string()),
         })
@@ -1159,10 +1192,13 @@ impl Executor {
     }
 
     fn script_inputs(&self) -> Result<ScriptInputs> {
-        let vars = self.vars.lock().map(|v| v.clone()).unwrap_or_default();
+        let vars = self
+            .vars
+            .lock()
+            .map_err(|_| Error::Internal("the outputs lock was poisoned".into()))?;
         Ok(ScriptInputs {
             params: self.params_rhai.clone(),
-            vars: to_rhai_map(vars)?,
+            vars: vars.rhai.clone(),
             dry_run: self.dry_run,
         })
     }

@@ -189,6 +189,8 @@ pub struct RunSummary {
     pub exit_code: Option<i32>,
     /// The outcome before acceptance, for a training run.
     pub outcome: Option<RunStatus>,
+    /// Running, but no process drives it any more (filled in by the caller, who can check).
+    pub interrupted: bool,
 }
 
 impl RunView {
@@ -585,6 +587,7 @@ pub fn list_runs(journal: &Journal) -> Result<Vec<RunSummary>> {
                     finished_at: None,
                     exit_code: None,
                     outcome: None,
+                    interrupted: false,
                 });
             }
             Event::RunPaused { .. } => {

@@ -139,16 +139,7 @@ impl<'a> Directory<'a> {
             "SELECT name, person, role, os_user, disabled, created_at FROM operators ORDER BY name",
         )?;
         let rows = stmt
-            .query_map([], |r| {
-                Ok(OperatorRecord {
-                    name: r.get(0)?,
-                    person: r.get(1)?,
-                    role: parse_role(&r.get::<_, String>(2)?),
-                    os_user: r.get(3)?,
-                    disabled: r.get::<_, i64>(4)? != 0,
-                    created_at: r.get(5)?,
-                })
-            })?
+            .query_map([], operator_from_row)?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
     }
@@ -161,19 +152,7 @@ impl<'a> Directory<'a> {
                 "SELECT name, person, role, os_user, disabled, created_at, passphrase_hash
                  FROM operators WHERE name = ?1",
                 [name],
-                |r| {
-                    Ok((
-                        OperatorRecord {
-                            name: r.get(0)?,
-                            person: r.get(1)?,
-                            role: parse_role(&r.get::<_, String>(2)?),
-                            os_user: r.get(3)?,
-                            disabled: r.get::<_, i64>(4)? != 0,
-                            created_at: r.get(5)?,
-                        },
-                        r.get(6)?,
-                    ))
-                },
+                |r| Ok((operator_from_row(r)?, r.get(6)?)),
             )
             .optional()?;
         Ok(row)
@@ -422,6 +401,18 @@ pub struct NewOperator {
     pub os_user: Option<String>,
     pub alias_of: Option<String>,
     pub passphrase: String,
+}
+
+/// An operator from the columns `name, person, role, os_user, disabled, created_at`.
+fn operator_from_row(r: &rusqlite::Row) -> rusqlite::Result<OperatorRecord> {
+    Ok(OperatorRecord {
+        name: r.get(0)?,
+        person: r.get(1)?,
+        role: parse_role(&r.get::<_, String>(2)?),
+        os_user: r.get(3)?,
+        disabled: r.get::<_, i64>(4)? != 0,
+        created_at: r.get(5)?,
+    })
 }
 
 fn parse_role(text: &str) -> Role {

@@ -129,6 +129,14 @@ impl Journal {
 
     fn migrate(&mut self) -> Result<(), String> {
         let sql = |e: rusqlite::Error| e.to_string();
+        // Up to date (the common case): nothing to write, so no commit to pay for.
+        let current: usize = self
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(sql)?;
+        if current == MIGRATIONS.len() {
+            return Ok(());
+        }
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)

@@ -34,20 +34,7 @@ impl Lease {
     pub fn acquire(db: &Path, run_id: &str) -> Result<Self> {
         let mut conn = open(db)?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let holder: Option<Holder> = tx
-            .query_row(
-                "SELECT pid, process_start, host, renewed_at FROM leases WHERE run_id = ?1",
-                [run_id],
-                |r| {
-                    Ok(Holder {
-                        pid: r.get(0)?,
-                        process_start: r.get(1)?,
-                        host: r.get(2)?,
-                        renewed_at: r.get(3)?,
-                    })
-                },
-            )
-            .optional()?;
+        let holder = holder_of(&tx, run_id)?;
         if let Some(h) = holder.filter(is_live) {
             return Err(Error::Refused(format!(
                 "run {run_id} is being driven by process {} on {} (lease renewed {}); wait for it, or stop that process",
@@ -96,20 +83,7 @@ impl Lease {
     /// Whether a live process other than this one holds the lease on `run_id`.
     pub fn is_held_elsewhere(db: &Path, run_id: &str) -> Result<bool> {
         let conn = open(db)?;
-        let holder: Option<Holder> = conn
-            .query_row(
-                "SELECT pid, process_start, host, renewed_at FROM leases WHERE run_id = ?1",
-                [run_id],
-                |r| {
-                    Ok(Holder {
-                        pid: r.get(0)?,
-                        process_start: r.get(1)?,
-                        host: r.get(2)?,
-                        renewed_at: r.get(3)?,
-                    })
-                },
-            )
-            .optional()?;
+        let holder = holder_of(&conn, run_id)?;
         Ok(holder.is_some_and(|h| is_live(&h) && h.pid != std::process::id() as i64))
     }
 }
@@ -126,6 +100,24 @@ impl Drop for Lease {
             );
         }
     }
+}
+
+fn holder_of(conn: &Connection, run_id: &str) -> Result<Option<Holder>> {
+    let holder = conn
+        .query_row(
+            "SELECT pid, process_start, host, renewed_at FROM leases WHERE run_id = ?1",
+            [run_id],
+            |r| {
+                Ok(Holder {
+                    pid: r.get(0)?,
+                    process_start: r.get(1)?,
+                    host: r.get(2)?,
+                    renewed_at: r.get(3)?,
+                })
+            },
+        )
+        .optional()?;
+    Ok(holder)
 }
 
 fn open(db: &Path) -> Result<Connection> {

@@ -108,7 +108,9 @@ pub enum ScriptOutcome {
 #[derive(Clone)]
 pub struct ScriptInputs {
     pub params: Map,
-    pub vars: Map,
+    /// A shared map (see `Dynamic::into_shared`): handing it to each step costs one reference,
+    /// however many steps have set outputs.
+    pub vars: Dynamic,
     pub dry_run: bool,
 }
 

@@ -73,10 +73,6 @@ impl CapturedText {
         text.push_str(&String::from_utf8_lossy(&[a, b].concat()));
         text
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.head.is_empty()
-    }
 }
 
 /// Runs `sh -c spec.command` and waits for it, its timeout, or a hard abort.

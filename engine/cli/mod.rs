@@ -320,10 +320,6 @@ fn run(settings: &Settings, identity: &Identity, args: RunArgs, no_progress: boo
         db: settings.db.clone(),
         resume: None,
     };
-    if let Some(path) = &args.report {
-        // Known before the run starts, so a bad name fails before step 1.
-        crate::report::Format::from_path(path)?;
-    }
     drive(
         settings,
         request,
@@ -405,6 +401,10 @@ fn drive(
     no_progress: bool,
     report: Option<&Path>,
 ) -> Result<i32> {
+    if let Some(path) = report {
+        // Known before the run starts, so a bad name fails before step 1.
+        crate::report::Format::from_path(path)?;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -621,17 +621,21 @@ fn runs(
     let wanted_status = match status {
         Some(s) => Some(RunStatus::parse(s).ok_or_else(|| {
             Error::Usage(format!(
-                "--status {s}: use one of running, awaiting-signoff, succeeded, failed, aborted, rejected"
+                "--status {s}: use one of running, awaiting-signoff, awaiting-acceptance, succeeded, failed, aborted, rejected"
             ))
         })?),
         None => None,
     };
     let journal = Journal::open(&settings.db)?;
-    let runs: Vec<_> = history::list_runs(&journal)?
+    let mut runs: Vec<_> = history::list_runs(&journal)?
         .into_iter()
         .filter(|r| runbook.is_none_or(|id| r.runbook == id))
         .filter(|r| wanted_status.is_none_or(|s| r.status == s))
         .collect();
+    // A run still marked running whose process is gone was interrupted: it needs a resume.
+    for r in runs.iter_mut().filter(|r| r.status == RunStatus::Running) {
+        r.interrupted = !crate::lease::Lease::is_held_elsewhere(&settings.db, &r.id)?;
+    }
     if json {
         println!("{}", to_json(&runs)?);
         return Ok(exit::SUCCESS);
@@ -645,7 +649,11 @@ fn runs(
             r.id,
             r.runbook,
             r.version,
-            r.status.name(),
+            if r.interrupted {
+                "interrupted"
+            } else {
+                r.status.name()
+            },
             short_time(&r.started_at),
             r.operator,
             if r.dry_run { "  (dry run)" } else { "" }
@@ -661,6 +669,14 @@ fn show(settings: &Settings, run: &str, json: bool) -> Result<i32> {
         println!("{}", to_json(&view)?);
     } else {
         print!("{}", render_run(&view));
+        if view.status == RunStatus::Running
+            && !crate::lease::Lease::is_held_elsewhere(&settings.db, &view.id)?
+        {
+            println!(
+                "\nthis run was interrupted: no process drives it. Continue it with: opsbook resume {}",
+                view.id
+            );
+        }
     }
     Ok(exit::SUCCESS)
 }

@@ -143,9 +143,6 @@ pub fn resume(
             choices,
         }),
     };
-    if let Some(path) = &args.report {
-        crate::report::Format::from_path(path)?;
-    }
     drive(
         settings,
         request,
