@@ -1525,11 +1525,7 @@ impl Executor {
             let what = if policy.manual { "manual step" } else { "gate" };
             self.park(
                 step,
-                format!(
-                    "{what} `{}` waits for {}",
-                    step.id,
-                    policy.who_may_sign(&view)
-                ),
+                format!("{what} `{}` waits: {}", step.id, policy.who_may_sign(&view)),
                 waiting_for,
             )?;
             self.progress.message(&format!(

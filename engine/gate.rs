@@ -79,6 +79,10 @@ impl Policy {
     /// Who may sign, in words, for prompts and parked-run messages.
     pub fn who_may_sign(&self, run: &RunView) -> String {
         let mut parts = Vec::new();
+        if self.manual && run.supervisor.is_none() {
+            return "the operator running it ticks it off (or anyone, with `opsbook signoff`)"
+                .into();
+        }
         if let Some(supervisor) = &run.supervisor {
             parts.push(format!("the supervisor {supervisor} (a training run)"));
         } else {
