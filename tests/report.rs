@@ -12,8 +12,8 @@ use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_S
 use base64::Engine as _;
 use regex::Regex;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
+use crate::support::{expected_hash, journal_events};
 use crate::support::{Output, Workspace};
 
 // ----- helpers -------------------------------------------------------------------------------
@@ -627,65 +627,6 @@ fn chained_journal(ws: &Workspace) -> String {
     id
 }
 
-#[derive(Debug, Clone)]
-struct Row {
-    seq: i64,
-    run_id: String,
-    run_seq: i64,
-    at: String,
-    kind: String,
-    step: Option<String>,
-    body: String,
-    prev_hash: String,
-    hash: String,
-}
-
-fn rows(ws: &Workspace) -> Vec<Row> {
-    let conn = ws.journal();
-    let mut stmt = conn
-        .prepare(
-            "SELECT seq, run_id, run_seq, at, kind, step, body, prev_hash, hash
-             FROM events ORDER BY seq",
-        )
-        .unwrap();
-    stmt.query_map([], |r| {
-        Ok(Row {
-            seq: r.get(0)?,
-            run_id: r.get(1)?,
-            run_seq: r.get(2)?,
-            at: r.get(3)?,
-            kind: r.get(4)?,
-            step: r.get(5)?,
-            body: r.get(6)?,
-            prev_hash: r.get(7)?,
-            hash: r.get(8)?,
-        })
-    })
-    .unwrap()
-    .collect::<Result<_, _>>()
-    .unwrap()
-}
-
-/// The hash of an event as engine/journal.rs documents it: SHA-256 over the previous hash
-/// (hex) and each field as its length (8 bytes, big-endian) and its UTF-8 bytes.
-fn event_hash(r: &Row) -> String {
-    let mut h = Sha256::new();
-    h.update(r.prev_hash.as_bytes());
-    for field in [
-        r.seq.to_string().as_str(),
-        &r.run_id,
-        r.run_seq.to_string().as_str(),
-        &r.at,
-        &r.kind,
-        r.step.as_deref().unwrap_or(""),
-        &r.body,
-    ] {
-        h.update((field.len() as u64).to_be_bytes());
-        h.update(field.as_bytes());
-    }
-    format!("{:x}", h.finalize())
-}
-
 fn sql(ws: &Workspace, statements: &[&str]) {
     let conn = ws.journal();
     for s in statements {
@@ -698,7 +639,10 @@ fn editing_one_byte_of_an_event_body_is_detected_at_that_event() {
     let ws = Workspace::new();
     let id = chained_journal(&ws);
     // Event 5 is the start of step `two`; one byte of its name changes.
-    let target = rows(&ws).into_iter().find(|r| r.seq == 5).unwrap();
+    let target = journal_events(&ws)
+        .into_iter()
+        .find(|r| r.seq == 5)
+        .unwrap();
     assert_eq!(target.kind, "step_started", "{target:?}");
     let edited = target
         .body
@@ -759,7 +703,7 @@ fn swapping_two_events_is_detected_at_the_first_of_them() {
             "UPDATE events SET seq = 8 WHERE seq = -1",
         ],
     );
-    let swapped = rows(&ws);
+    let swapped = journal_events(&ws);
     assert_eq!(swapped.len(), 11);
     ws.cmd(["audit", "verify"])
         .run()
@@ -778,9 +722,14 @@ fn a_journal_rewritten_and_rechained_passes_verify_but_not_against_the_recorded_
     assert_eq!(recorded.len(), 64);
 
     // The test computes the chain exactly as the engine does.
-    let mut all = rows(&ws);
+    let mut all = journal_events(&ws);
     for r in &all {
-        assert_eq!(event_hash(r), r.hash, "event {} does not recompute", r.seq);
+        assert_eq!(
+            expected_hash(r),
+            r.hash,
+            "event {} does not recompute",
+            r.seq
+        );
     }
     assert_eq!(all.last().unwrap().hash, recorded);
 
@@ -795,7 +744,7 @@ fn a_journal_rewritten_and_rechained_passes_verify_but_not_against_the_recorded_
         if i > 0 {
             all[i].prev_hash = all[i - 1].hash.clone();
         }
-        all[i].hash = event_hash(&all[i]);
+        all[i].hash = expected_hash(&all[i]);
     }
     {
         let conn = ws.journal();

@@ -6,9 +6,8 @@ use std::io::{BufRead, BufReader, Read};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
-use crate::support::{Output, Workspace};
+use crate::support::{expected_hash, journal_events, JournalEvent, Output, Workspace};
 
 #[test]
 fn host_health_runs_on_this_machine() {
@@ -46,10 +45,11 @@ struct Ev {
     at: String,
     kind: String,
     step: Option<String>,
-    body_text: String,
     body: Value,
     prev_hash: String,
     hash: String,
+    /// The row as stored, for recomputing its hash.
+    raw: JournalEvent,
 }
 
 impl Ev {
@@ -61,31 +61,21 @@ impl Ev {
 
 /// Every event of the journal, in `seq` order.
 fn all_events(ws: &Workspace) -> Vec<Ev> {
-    let conn = ws.journal();
-    let mut stmt = conn
-        .prepare(
-            "SELECT seq, run_id, run_seq, at, kind, step, body, prev_hash, hash
-             FROM events ORDER BY seq",
-        )
-        .unwrap();
-    stmt.query_map([], |r| {
-        let body_text: String = r.get(6)?;
-        Ok(Ev {
-            seq: r.get(0)?,
-            run_id: r.get(1)?,
-            run_seq: r.get(2)?,
-            at: r.get(3)?,
-            kind: r.get(4)?,
-            step: r.get(5)?,
-            body: serde_json::from_str(&body_text).unwrap_or(Value::Null),
-            body_text,
-            prev_hash: r.get(7)?,
-            hash: r.get(8)?,
+    journal_events(ws)
+        .into_iter()
+        .map(|raw| Ev {
+            seq: raw.seq,
+            run_id: raw.run_id.clone(),
+            run_seq: raw.run_seq,
+            at: raw.at.clone(),
+            kind: raw.kind.clone(),
+            step: raw.step.clone(),
+            body: serde_json::from_str(&raw.body).unwrap_or(Value::Null),
+            prev_hash: raw.prev_hash.clone(),
+            hash: raw.hash.clone(),
+            raw,
         })
-    })
-    .unwrap()
-    .collect::<rusqlite::Result<Vec<_>>>()
-    .unwrap()
+        .collect()
 }
 
 /// The events of one run, in order.
@@ -636,11 +626,6 @@ fn a_manual_step_without_a_terminal_parks_the_run() {
 
 // ----- 7. the hash chain -------------------------------------------------------------------------
 
-fn lp(hasher: &mut Sha256, field: &str) {
-    hasher.update((field.len() as u64).to_be_bytes());
-    hasher.update(field.as_bytes());
-}
-
 /// The chain recomputed from the stored columns: the seq of the first event that breaks it.
 fn first_break(events: &[Ev]) -> Option<i64> {
     let mut prev = "0".repeat(64);
@@ -648,16 +633,7 @@ fn first_break(events: &[Ev]) -> Option<i64> {
         if e.seq != expected_seq || e.prev_hash != prev {
             return Some(expected_seq);
         }
-        let mut h = Sha256::new();
-        h.update(prev.as_bytes());
-        lp(&mut h, &e.seq.to_string());
-        lp(&mut h, &e.run_id);
-        lp(&mut h, &e.run_seq.to_string());
-        lp(&mut h, &e.at);
-        lp(&mut h, &e.kind);
-        lp(&mut h, e.step.as_deref().unwrap_or(""));
-        lp(&mut h, &e.body_text);
-        let hash = hex::encode(h.finalize());
+        let hash = expected_hash(&e.raw);
         if hash != e.hash {
             return Some(e.seq);
         }
@@ -716,9 +692,9 @@ fn the_journal_is_contiguous_and_hash_chained_and_an_edit_is_detected() {
             e.run_id == first && e.kind == "step_finished" && e.step.as_deref() == Some("two")
         })
         .unwrap();
-    let edited = target.body_text.replacen("\"two\"", "\"twO\"", 1);
-    assert_eq!(edited.len(), target.body_text.len());
-    assert_ne!(edited, target.body_text);
+    let edited = target.raw.body.replacen("\"two\"", "\"twO\"", 1);
+    assert_eq!(edited.len(), target.raw.body.len());
+    assert_ne!(edited, target.raw.body);
     {
         let conn = ws.journal();
         let changed = conn

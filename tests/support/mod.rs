@@ -203,3 +203,67 @@ impl Output {
             .unwrap_or_else(|e| panic!("stdout is not JSON ({e})\n{}", self.context()))
     }
 }
+
+/// One row of the journal's `events` table, read directly.
+#[derive(Debug, Clone)]
+pub struct JournalEvent {
+    pub seq: i64,
+    pub run_id: String,
+    pub run_seq: i64,
+    pub at: String,
+    pub kind: String,
+    pub step: Option<String>,
+    /// The stored JSON text, byte for byte.
+    pub body: String,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// Every event of the workspace's journal, in `seq` order.
+pub fn journal_events(ws: &Workspace) -> Vec<JournalEvent> {
+    let conn = ws.journal();
+    let mut stmt = conn
+        .prepare(
+            "SELECT seq, run_id, run_seq, at, kind, step, body, prev_hash, hash
+             FROM events ORDER BY seq",
+        )
+        .unwrap();
+    stmt.query_map([], |r| {
+        Ok(JournalEvent {
+            seq: r.get(0)?,
+            run_id: r.get(1)?,
+            run_seq: r.get(2)?,
+            at: r.get(3)?,
+            kind: r.get(4)?,
+            step: r.get(5)?,
+            body: r.get(6)?,
+            prev_hash: r.get(7)?,
+            hash: r.get(8)?,
+        })
+    })
+    .unwrap()
+    .collect::<rusqlite::Result<Vec<_>>>()
+    .unwrap()
+}
+
+/// The hash an event must have, recomputed here from the documented algorithm (not from the
+/// engine's code): SHA-256 over the previous hash (hex) and each field as its length (8 bytes,
+/// big-endian) and its UTF-8 bytes, integers in decimal.
+pub fn expected_hash(e: &JournalEvent) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(e.prev_hash.as_bytes());
+    for field in [
+        e.seq.to_string().as_str(),
+        &e.run_id,
+        e.run_seq.to_string().as_str(),
+        &e.at,
+        &e.kind,
+        e.step.as_deref().unwrap_or(""),
+        &e.body,
+    ] {
+        h.update((field.len() as u64).to_be_bytes());
+        h.update(field.as_bytes());
+    }
+    hex::encode(h.finalize())
+}
