@@ -1604,6 +1604,12 @@ impl Executor {
         let manual = policy.manual;
         let own_name = self.operator.name.clone();
         let trainee_run = self.supervision.is_some();
+        // On a training run the supervisor signs; otherwise the runner, unless someone steps up.
+        let default_signer = self
+            .supervision
+            .as_ref()
+            .map(|s| s.supervisor.clone())
+            .unwrap_or_else(|| own_name.clone());
         let evidence_required = policy.evidence_required;
         let observe = matches!(step.expect, Some(Expectation::Observe(_)));
         let asked = self.ask(move || {
@@ -1626,15 +1632,18 @@ impl Executor {
                 _ if evidence_required => Some(prompt::ask_required("   evidence (required): ")?),
                 _ => prompt::ask_line("   comment (optional): ").filter(|c| !c.is_empty()),
             };
-            // The runner signs as themself unless another operator steps up. A trainee's own
-            // tick of a manual step is recorded, and the supervisor counter-signs after it.
+            // A manual step is ticked off by the runner; on a training run the supervisor
+            // counter-signs it, as they sign every gate.
             let asks_for_signer = !matches!(decision, "skipped" | "aborted") && (!manual || trainee_run);
             let signer = if asks_for_signer {
-                prompt::ask_line(&format!("   signing as (Enter for {own_name}, or another operator's name): "))?
+                let typed = prompt::ask_line(&format!(
+                    "   signing as (Enter for {default_signer}, or another operator's name): "
+                ))?;
+                if typed.is_empty() { default_signer } else { typed }
             } else {
-                String::new()
+                own_name.clone()
             };
-            let passphrase = if signer.is_empty() || signer == own_name {
+            let passphrase = if signer == own_name {
                 None
             } else {
                 Some(rpassword::prompt_password(format!("   passphrase for {signer}: ")).ok()?)
@@ -1679,18 +1688,18 @@ impl Executor {
             }
             return Ok(TerminalAnswer::Again);
         }
-        if manual && trainee_run && decision == "approved" && signer_name.is_empty() {
+        let trainee_done_before = step_view
+            .decisions
+            .iter()
+            .any(|d| d.decision == "done" && d.by == self.operator.name);
+        if manual && trainee_run && decision == "approved" && !trainee_done_before {
+            // The trainee's own tick, on record before the supervisor's counter-signature.
             self.record(Event::StepDecided {
                 step: step.id.clone(),
                 decision: "done".into(),
                 by: self.operator.name.clone(),
-                comment,
+                comment: comment.clone(),
             })?;
-            eprintln!(
-                "   recorded as done by {}; the supervisor counter-signs next",
-                self.operator.name
-            );
-            return Ok(TerminalAnswer::Again);
         }
         let signer = match passphrase {
             None => self.operator.clone(),
@@ -1702,7 +1711,7 @@ impl Executor {
                 match Directory::new(&mut journal).verify(&signer_name, &pass) {
                     Ok(op) => op,
                     Err(e) => {
-                        eprintln!("   {e}");
+                        self.progress.message(&format!("   {e}"));
                         return Ok(TerminalAnswer::Again);
                     }
                 }
@@ -1722,7 +1731,7 @@ impl Executor {
                 signer: signer.name.clone(),
                 reason: reason.clone(),
             })?;
-            eprintln!("   refused: {reason}");
+            self.progress.message(&format!("   refused: {reason}"));
             return Ok(TerminalAnswer::Again);
         }
         let binding = gate::binding(
