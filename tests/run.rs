@@ -1182,3 +1182,74 @@ fn a_reader_that_goes_away_does_not_stop_the_run() {
         .unwrap();
     assert_eq!(finished, 1);
 }
+
+/// Runs `opsbook ARGS` on a terminal (script(1) gives it one) and types `answers` into it.
+fn run_on_a_terminal(ws: &Workspace, args: &str, answers: &str) -> (Option<i32>, String) {
+    use std::io::Write;
+    let mut child = std::process::Command::new("script")
+        .args([
+            "-qec",
+            &format!("{} {args} --no-progress", crate::support::BIN),
+            "/dev/null",
+        ])
+        .current_dir(ws.path())
+        .env("OPSBOOK_DB", ws.db())
+        .env("OPSBOOK_RUNBOOKS", ws.path().join("runbooks"))
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("script(1) starts");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(answers.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn a_manual_step_and_a_gate_are_answered_at_the_terminal() {
+    let ws = Workspace::new();
+    ws.runbook(
+        "attended",
+        "runbook: attended\ntitle: Attended\nsteps:\n  - id: look\n    manual: Look at the dashboard\n  - id: approve\n    gate: { prompt: Go ahead, evidence: required }\n  - id: after\n    shell: \"true\"\n",
+    );
+    // done + no comment; approve + evidence + sign as the runner.
+    let (code, screen) = run_on_a_terminal(&ws, "run attended", "d\n\na\ndashboard is green\n\n");
+    assert_eq!(code, Some(0), "{screen}");
+    assert!(screen.contains("manual step look"), "{screen}");
+    let ev = all_events(&ws);
+    // Ticking a manual step off is a sign-off by the runner: "approved" means done.
+    assert_eq!(
+        one(&ev, "signoff_recorded", "look").body["decision"],
+        "approved"
+    );
+    let signed = one(&ev, "signoff_recorded", "approve");
+    assert_eq!(signed.body["decision"], "approved");
+    assert_eq!(signed.body["comment"], "dashboard is green");
+    assert_eq!(of_kind(&ev, "run_finished")[0].body["status"], "succeeded");
+}
+
+#[test]
+fn a_gate_rejected_at_the_terminal_ends_the_run_rejected() {
+    let ws = Workspace::new();
+    ws.runbook(
+        "refused",
+        "runbook: refused\ntitle: Refused\nsteps:\n  - id: approve\n    gate: { prompt: Go ahead }\n  - id: after\n    shell: \"true\"\n",
+    );
+    let (code, screen) = run_on_a_terminal(&ws, "run refused", "r\nnot today\n\n");
+    assert_eq!(code, Some(4), "{screen}");
+    let ev = all_events(&ws);
+    assert_eq!(
+        one(&ev, "signoff_recorded", "approve").body["decision"],
+        "rejected"
+    );
+    assert!(started_steps(&ev).iter().all(|s| s != "after"));
+}
