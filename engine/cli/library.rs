@@ -1,0 +1,198 @@
+//! `opsbook check` and `opsbook list`: the runbook library, validated.
+
+use std::path::{Path, PathBuf};
+
+use super::to_json;
+use crate::analyze::{self, runbook_files};
+use crate::config::Settings;
+use crate::diagnostic::{Diagnostic, Diagnostics};
+use crate::error::{exit, Error, Result};
+use crate::script;
+
+pub fn check(settings: &Settings, paths: &[PathBuf]) -> Result<i32> {
+    let mut files = Vec::new();
+    let targets = if paths.is_empty() {
+        vec![settings.runbooks.clone()]
+    } else {
+        paths.to_vec()
+    };
+    for target in &targets {
+        if target.is_dir() {
+            files.extend(
+                runbook_files(target)
+                    .map_err(|e| Error::file(target, format!("cannot list: {e}")))?,
+            );
+        } else {
+            files.push(target.clone());
+        }
+    }
+    if files.is_empty() {
+        return Err(Error::Usage(format!(
+            "no runbooks to check in {}",
+            targets
+                .iter()
+                .map(|t| t.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    let mut all = Diagnostics::default();
+    let mut checked_scripts = std::collections::BTreeSet::new();
+    let mut pending_scripts = Vec::new();
+    for file in &files {
+        let scripts_dir = settings.scripts_dir_for(file);
+        let engine = script::build_engine(&scripts_dir);
+        let analysis = analyze::analyze_file(file, &scripts_dir, &engine);
+        all.extend(analysis.diagnostics);
+        if checked_scripts.insert(scripts_dir.clone()) {
+            pending_scripts.push((scripts_dir, engine));
+        }
+    }
+    // Script files a runbook uses were reported with it; the scan adds the rest.
+    for (dir, engine) in pending_scripts {
+        for d in check_scripts(&dir, &engine).0 {
+            if !all.0.iter().any(|seen| seen.path == d.path) {
+                all.push(d);
+            }
+        }
+    }
+    if !all.0.is_empty() {
+        eprintln!("{all}");
+    }
+    let errors = all.error_count();
+    let scripts = checked_scripts.len();
+    if errors > 0 {
+        println!(
+            "{errors} error(s) in {} runbook file(s) checked",
+            files.len()
+        );
+        Ok(exit::BAD_INPUT)
+    } else {
+        let warnings = all.0.len();
+        let warned = if warnings > 0 {
+            format!(", {warnings} warning(s)")
+        } else {
+            String::new()
+        };
+        println!(
+            "{} runbook(s) valid{warned} (scripts folders checked: {scripts})",
+            files.len()
+        );
+        Ok(exit::SUCCESS)
+    }
+}
+
+/// Every `.rhai` file in the scripts folder compiles.
+fn check_scripts(dir: &Path, engine: &rhai::Engine) -> Diagnostics {
+    let mut out = Diagnostics::default();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "rhai"))
+        .collect();
+    files.sort();
+    for file in files {
+        match crate::runbook::SourceFile::read(&file) {
+            Err(e) => out.push(Diagnostic::error(&file, 0, 0, e.to_string())),
+            Ok(source) => {
+                if let Err((message, pos)) = script::compile_script(engine, &source.text) {
+                    let pos = analyze::locate_import(&source.text, &message).unwrap_or(pos);
+                    out.push(
+                        Diagnostic::error(
+                            &file,
+                            pos.line().unwrap_or(0),
+                            pos.position().unwrap_or(1),
+                            format!("Rhai error: {message}"),
+                        )
+                        .with_source(&source.text),
+                    );
+                }
+            }
+        }
+    }
+    out
+}
+
+#[derive(serde::Serialize)]
+struct LibraryEntry {
+    id: String,
+    path: String,
+    valid: bool,
+    title: Option<String>,
+    version: Option<u32>,
+    risk: Option<String>,
+    owner: Option<String>,
+    steps: Option<usize>,
+    tags: Vec<String>,
+    review_overdue: bool,
+    errors: usize,
+}
+
+pub fn list(settings: &Settings, json: bool) -> Result<i32> {
+    let files = runbook_files(&settings.runbooks).map_err(|e| {
+        Error::file(
+            &settings.runbooks,
+            format!("cannot list the runbook library: {e}"),
+        )
+    })?;
+    let mut entries = Vec::new();
+    for file in files {
+        let scripts_dir = settings.scripts_dir_for(&file);
+        let engine = script::build_engine(&scripts_dir);
+        let analysis = analyze::analyze_file(&file, &scripts_dir, &engine);
+        let overdue = analysis
+            .diagnostics
+            .warnings()
+            .any(|w| w.message.starts_with("review overdue"));
+        let id = file
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default()
+            .to_string();
+        let errors = analysis.diagnostics.error_count();
+        let rb = analysis.plan.as_ref().map(|p| &p.runbook);
+        entries.push(LibraryEntry {
+            id,
+            path: file.display().to_string(),
+            valid: errors == 0,
+            title: rb.map(|r| r.title.clone()),
+            version: rb.map(|r| r.version),
+            risk: rb.map(|r| format!("{:?}", r.risk).to_lowercase()),
+            owner: rb.and_then(|r| r.owner.clone()),
+            steps: analysis.plan.as_ref().map(|p| p.steps.len()),
+            tags: rb.map(|r| r.tags.clone()).unwrap_or_default(),
+            review_overdue: overdue,
+            errors,
+        });
+    }
+    if json {
+        println!("{}", to_json(&entries)?);
+        return Ok(exit::SUCCESS);
+    }
+    if entries.is_empty() {
+        println!("no runbooks in {}", settings.runbooks.display());
+    }
+    for e in &entries {
+        let state = if !e.valid {
+            format!("INVALID ({} errors; opsbook check {})", e.errors, e.path)
+        } else if e.review_overdue {
+            "review overdue".into()
+        } else {
+            String::new()
+        };
+        println!(
+            "{:<24} v{:<3} {:<7} {:>3} steps  {}  {}",
+            e.id,
+            e.version
+                .map(|v| v.to_string())
+                .unwrap_or_else(|| "?".into()),
+            e.risk.as_deref().unwrap_or("?"),
+            e.steps.unwrap_or(0),
+            e.title.as_deref().unwrap_or(""),
+            state
+        );
+    }
+    Ok(exit::SUCCESS)
+}
