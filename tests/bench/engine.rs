@@ -74,6 +74,8 @@ fn steps(c: &mut Criterion) {
     group.sample_size(10);
     for (name, step, n) in [
         ("rhai", r#"rhai: "let x = 1 + 1;""#, 100),
+        // Every step sets an output: the per-step cost must not grow with the run's length.
+        ("rhai-1000", r#"rhai: "set(\"n\", 1);""#, 1000),
         ("shell", r#"shell: "true""#, 50),
     ] {
         let (dir, path) = library(name, n, step);
