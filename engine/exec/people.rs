@@ -120,9 +120,8 @@ impl Executor {
             let Some(step_view) = view.step(&step.id).cloned() else {
                 return Err(Error::Internal(format!("step {} has no record", step.id)));
             };
-            if step_view.status.is_some() {
+            if let Some(status) = step_view.status {
                 // Decided at the terminal (a skip) since the last look.
-                let status = step_view.status.unwrap_or(StepStatus::Skipped);
                 self.finished(
                     step,
                     status,
@@ -163,27 +162,21 @@ impl Executor {
                     );
                 }
                 Verdict::Rejected { by, at } => {
-                    if let Some(expected) = &observe {
-                        self.record_expectation(
-                            step,
-                            expected,
-                            false,
-                            Some(format!("{by} observed something else")),
-                        )?;
-                        let reason = format!("the observed result did not match, reported by {by}");
-                        return self.end(
-                            step,
-                            StepStatus::Failed,
-                            0,
-                            Some(reason),
-                            Some(started.elapsed()),
-                            advances,
-                        );
-                    }
-                    let reason = format!("rejected by {by} at {at}");
+                    // A manual step in a test script that is "rejected" was observed to differ:
+                    // the step failed, the run goes on by its policy.
+                    let (status, reason) = match &observe {
+                        Some(expected) => {
+                            let detail = format!("{by} observed something else");
+                            self.record_expectation(step, expected, false, Some(detail))?;
+                            let reason =
+                                format!("the observed result did not match, reported by {by}");
+                            (StepStatus::Failed, reason)
+                        }
+                        None => (StepStatus::Rejected, format!("rejected by {by} at {at}")),
+                    };
                     return self.end(
                         step,
-                        StepStatus::Rejected,
+                        status,
                         0,
                         Some(reason),
                         Some(started.elapsed()),
