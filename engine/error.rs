@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use crate::diagnostic::Diagnostics;
+use crate::runbook::diagnostic::Diagnostics;
 
 /// The exit codes of the command line (a contract: scripts and checks depend on them).
 pub mod exit {

@@ -6,7 +6,7 @@ use serde::Serialize;
 use super::to_json;
 use crate::config::Settings;
 use crate::error::{exit, Error, Result};
-use crate::history;
+use crate::journal::view;
 use crate::journal::Journal;
 
 #[derive(Debug, Subcommand)]
@@ -73,9 +73,7 @@ fn verify(
     json: bool,
 ) -> Result<i32> {
     let status = journal.verify()?;
-    let run_id = run
-        .map(|r| history::resolve_run_id(journal, r))
-        .transpose()?;
+    let run_id = run.map(|r| view::resolve_run_id(journal, r)).transpose()?;
     let mut first_break = status.first_break.clone();
     let mut events = status.events;
     if let Some(id) = &run_id {

@@ -3,10 +3,10 @@
 use std::path::{Path, PathBuf};
 
 use super::to_json;
-use crate::analyze::{self, runbook_files};
 use crate::config::Settings;
-use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::error::{exit, Error, Result};
+use crate::runbook::analyze::{self, runbook_files};
+use crate::runbook::diagnostic::{Diagnostic, Diagnostics};
 use crate::script;
 
 pub fn check(settings: &Settings, paths: &[PathBuf]) -> Result<i32> {

@@ -6,17 +6,18 @@ use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::abort::AbortSignal;
-use crate::analyze::{self, runbook_files};
 use crate::config::Settings;
-use crate::diagnostic::{did_you_mean, Diagnostics};
 use crate::error::{exit, Error, Result};
 use crate::exec::{self, RunRequest};
 use crate::journal::Journal;
-use crate::params::{parse_assignment, Params};
-use crate::plan::Plan;
+use crate::runbook::analyze::{self, runbook_files};
+use crate::runbook::diagnostic::{did_you_mean, Diagnostics};
+use crate::runbook::params::{parse_assignment, Params};
+use crate::runbook::plan::Plan;
 use crate::runbook::ChangePolicy;
-use crate::{progress, prompt, script};
+use crate::script;
+use crate::sys::abort::AbortSignal;
+use crate::term::{progress, prompt};
 
 mod audit;
 mod library;
@@ -26,7 +27,7 @@ mod resume;
 mod runs;
 
 use crate::exec::Supervision;
-use crate::identity::{Directory, PassphraseSource};
+use crate::people::directory::{Directory, PassphraseSource};
 use crate::runbook::Role;
 
 /// Who a command acts as: `--as NAME` with a passphrase source.
@@ -275,7 +276,7 @@ fn load_plan(settings: &Settings, path: &Path) -> Result<(Plan, Arc<rhai::Engine
                 .diagnostics
                 .0
                 .into_iter()
-                .filter(|d| d.severity == crate::diagnostic::Severity::Error)
+                .filter(|d| d.severity == crate::runbook::diagnostic::Severity::Error)
                 .collect(),
         ))),
     }
@@ -333,7 +334,7 @@ fn run(settings: &Settings, identity: &Identity, args: RunArgs, no_progress: boo
 /// it unsupervised (qualified by enough accepted supervised runs).
 fn supervision(
     journal: &mut Journal,
-    operator: &crate::identity::Operator,
+    operator: &crate::people::directory::Operator,
     plan: &Plan,
     supervisor: Option<&str>,
 ) -> Result<Option<Supervision>> {

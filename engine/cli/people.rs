@@ -9,12 +9,12 @@ use serde::Serialize;
 use super::{load_plan, resolve_runbook, to_json, Identity};
 use crate::config::Settings;
 use crate::error::{exit, Error, Result};
-use crate::event::{Event, RunStatus};
 use crate::exec::signoff_event;
-use crate::gate::{self, Policy, Verdict};
-use crate::history::{self, RunView};
-use crate::identity::{Directory, NewOperator};
+use crate::journal::event::{Event, RunStatus};
+use crate::journal::view::{self, RunView};
 use crate::journal::Journal;
+use crate::people::directory::{Directory, NewOperator};
+use crate::people::policy::{self, Policy, Verdict};
 use crate::runbook::Role;
 
 #[derive(Debug, Subcommand)]
@@ -105,7 +105,7 @@ fn new_passphrase(file: Option<&PathBuf>, name: &str) -> Result<String> {
     if let Ok(value) = std::env::var("OPSBOOK_NEW_PASSPHRASE") {
         return Ok(value);
     }
-    if crate::prompt::is_interactive() {
+    if crate::term::prompt::is_interactive() {
         let first = rpassword::prompt_password(format!("new passphrase for {name}: "))?;
         let second = rpassword::prompt_password("again: ")?;
         if first != second {
@@ -212,7 +212,7 @@ pub fn signoff(settings: &Settings, identity: &Identity, args: SignoffArgs) -> R
     let mut journal = Journal::open(&settings.db)?;
     let signer = Directory::new(&mut journal)
         .authenticate(identity.as_name.as_deref(), &identity.passphrase)?;
-    let view = history::load_run(&journal, &args.run)?;
+    let view = view::load_run(&journal, &args.run)?;
     if args.accept || args.reject_run {
         return acceptance(&mut journal, &view, &signer, &args);
     }
@@ -270,7 +270,7 @@ pub fn signoff(settings: &Settings, identity: &Identity, args: SignoffArgs) -> R
             let status = sv.status.map(|s| s.name()).unwrap_or_default();
             return Ok((vec![], SignoffAnswer::AlreadyDecided(format!("already decided{by}: {status}"))));
         }
-        match gate::verdict(&policy, sv) {
+        match policy::verdict(&policy, sv) {
             Verdict::Rejected { by, at } => return Ok((vec![], SignoffAnswer::AlreadyDecided(format!("already decided by {by} at {at}: rejected")))),
             Verdict::Approved => {
                 let s = sv.signoffs.iter().rfind(|s| s.decision == "approved");
@@ -280,12 +280,12 @@ pub fn signoff(settings: &Settings, identity: &Identity, args: SignoffArgs) -> R
             Verdict::TimedOut { .. } => return Ok((vec![], SignoffAnswer::TimedOut)),
             Verdict::Pending { .. } => {}
         }
-        if gate::is_past_deadline(&policy, sv) {
+        if policy::is_past_deadline(&policy, sv) {
             let action = if policy.on_timeout == crate::runbook::OnTimeout::Abort { "abort" } else { "reject" };
             return Ok((vec![Event::GateTimedOut { step: step_id.clone(), action: action.into() }], SignoffAnswer::TimedOut));
         }
-        let evidence = gate::evidence(&policy, &view);
-        let binding = gate::binding(&view.id, &step_id, &view.content_hash, &view.params, &evidence);
+        let evidence = policy::evidence(&policy, &view);
+        let binding = policy::binding(&view.id, &step_id, &view.content_hash, &view.params, &evidence);
         let refusal = |reason: String| {
             let event = Event::SignoffRefused { step: step_id.clone(), signer: signer.name.clone(), reason: reason.clone() };
             Ok((vec![event], SignoffAnswer::Refused(reason)))
@@ -298,12 +298,12 @@ pub fn signoff(settings: &Settings, identity: &Identity, args: SignoffArgs) -> R
                 ));
             }
         }
-        if let Err(reason) = gate::check_signer(&policy, &signer, &view, sv, args.comment.as_deref(), args.approve) {
+        if let Err(reason) = policy::check_signer(&policy, &signer, &view, sv, args.comment.as_deref(), args.approve) {
             return refusal(reason);
         }
         let event = signoff_event(&step_id, &signer, decision, args.comment.clone(), evidence, binding);
         let mut after = sv.clone();
-        after.signoffs.push(history::Signoff {
+        after.signoffs.push(view::Signoff {
             signer: signer.name.clone(),
             person: signer.person.clone(),
             role: String::new(),
@@ -314,7 +314,7 @@ pub fn signoff(settings: &Settings, identity: &Identity, args: SignoffArgs) -> R
             binding: String::new(),
             at: String::new(),
         });
-        Ok((vec![event], SignoffAnswer::Recorded(gate::verdict(&policy, &after))))
+        Ok((vec![event], SignoffAnswer::Recorded(policy::verdict(&policy, &after))))
     })?;
     match answer {
         SignoffAnswer::Recorded(verdict) => {
@@ -338,7 +338,7 @@ pub fn signoff(settings: &Settings, identity: &Identity, args: SignoffArgs) -> R
 fn acceptance(
     journal: &mut Journal,
     view: &RunView,
-    signer: &crate::identity::Operator,
+    signer: &crate::people::directory::Operator,
     args: &SignoffArgs,
 ) -> Result<i32> {
     let Some(supervisor) = view.supervisor.clone() else {
@@ -418,7 +418,7 @@ pub fn handover(
         }
     }
     let owner_person = |journal: &mut Journal, name: &str| Directory::new(journal).person_of(name);
-    let view = history::load_run(&journal, run)?;
+    let view = view::load_run(&journal, run)?;
     let current = owner_person(&mut journal, &view.owner)?;
     let is_supervisor = by.role == Some(Role::Supervisor);
     if registered && by.person != current && !is_supervisor {
@@ -470,7 +470,7 @@ struct TrainingLine {
 
 /// Accepted supervised runs of `runbook` by `person`.
 pub fn accepted_runs(journal: &Journal, person: &str, runbook: &str) -> Result<usize> {
-    Ok(history::list_runs(journal)?
+    Ok(view::list_runs(journal)?
         .iter()
         .filter(|r| r.supervisor.is_some() && r.person == person && r.runbook == runbook)
         .filter(|r| r.acceptance.as_deref() == Some("accepted"))
@@ -483,7 +483,7 @@ pub fn training(settings: &Settings, name: Option<&str>, json: bool) -> Result<i
         Some(n) => Some(Directory::new(&mut journal).person_of(n)?),
         None => None,
     };
-    let runs = history::list_runs(&journal)?;
+    let runs = view::list_runs(&journal)?;
     let mut lines: Vec<TrainingLine> = Vec::new();
     for r in runs.iter().filter(|r| r.supervisor.is_some()) {
         if person.as_ref().is_some_and(|p| &r.person != p) {

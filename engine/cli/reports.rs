@@ -6,12 +6,12 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 
 use super::{load_plan, resolve_runbook};
-use crate::analyze::runbook_files;
 use crate::config::Settings;
 use crate::error::{exit, Error, Result};
-use crate::history;
+use crate::journal::view;
 use crate::journal::Journal;
 use crate::report::{Format, Renderer, RunReport, RunbookDoc};
+use crate::runbook::analyze::runbook_files;
 
 #[derive(Debug, Args)]
 pub struct ReportArgs {
@@ -87,7 +87,7 @@ fn render_run_report(
     template: Option<&Path>,
 ) -> Result<String> {
     let journal = Journal::open(&settings.db)?;
-    let view = history::load_run(&journal, run)?;
+    let view = view::load_run(&journal, run)?;
     let chain = journal.verify()?;
     let mut renderer = Renderer::new(settings.reports_dir.as_deref())?;
     if let Some(t) = template {

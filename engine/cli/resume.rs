@@ -9,15 +9,15 @@ use clap::Args;
 use super::{drive, load_plan, Identity};
 use crate::config::Settings;
 use crate::error::{Error, Result};
-use crate::event::RunStatus;
 use crate::exec::{self, InterruptedChoice, Resumption, RunRequest, Supervision};
-use crate::history;
-use crate::identity::Directory;
+use crate::journal::event::RunStatus;
+use crate::journal::lease::Lease;
+use crate::journal::view;
 use crate::journal::Journal;
-use crate::lease::Lease;
-use crate::params::{value_text, Params};
-use crate::prompt;
+use crate::people::directory::Directory;
+use crate::runbook::params::{value_text, Params};
 use crate::runbook::Role;
+use crate::term::prompt;
 
 #[derive(Debug, Args)]
 pub struct ResumeArgs {
@@ -52,7 +52,7 @@ pub fn resume(
     let mut journal = Journal::open(&settings.db)?;
     let operator = Directory::new(&mut journal)
         .authenticate(identity.as_name.as_deref(), &identity.passphrase)?;
-    let view = history::load_run(&journal, &args.run)?;
+    let view = view::load_run(&journal, &args.run)?;
     check_resumable(&view)?;
     let owner_person = Directory::new(&mut journal).person_of(&view.owner)?;
     if operator.verified()
@@ -67,7 +67,7 @@ pub fn resume(
     // Taken before anything is journaled: a second resume of a live run stops here (exit 5).
     let lease = Lease::acquire(&settings.db, &view.id)?;
     // What was read before the lease may be stale: another resume may have finished the run.
-    let view = history::load_run(&journal, &view.id)?;
+    let view = view::load_run(&journal, &view.id)?;
     check_resumable(&view)?;
 
     let path = PathBuf::from(&view.path);
@@ -171,7 +171,7 @@ fn ask_about_interrupted(id: &str, name: &str) -> Result<InterruptedChoice> {
 }
 
 /// A run that can be continued: running (its driver gone) or waiting for a person.
-fn check_resumable(view: &crate::history::RunView) -> Result<()> {
+fn check_resumable(view: &crate::journal::view::RunView) -> Result<()> {
     match view.status {
         RunStatus::Running | RunStatus::AwaitingSignoff => {}
         RunStatus::AwaitingAcceptance => {

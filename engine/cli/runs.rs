@@ -3,10 +3,10 @@
 use super::to_json;
 use crate::config::Settings;
 use crate::error::{exit, Error, Result};
-use crate::event::RunStatus;
-use crate::history::{self, RunView};
+use crate::journal::event::RunStatus;
+use crate::journal::view::{self, RunView};
 use crate::journal::Journal;
-use crate::progress;
+use crate::term::progress;
 
 pub fn runs(
     settings: &Settings,
@@ -23,14 +23,14 @@ pub fn runs(
         None => None,
     };
     let journal = Journal::open(&settings.db)?;
-    let mut runs: Vec<_> = history::list_runs(&journal)?
+    let mut runs: Vec<_> = view::list_runs(&journal)?
         .into_iter()
         .filter(|r| runbook.is_none_or(|id| r.runbook == id))
         .filter(|r| wanted_status.is_none_or(|s| r.status == s))
         .collect();
     // A run still marked running whose process is gone was interrupted: it needs a resume.
     for r in runs.iter_mut().filter(|r| r.status == RunStatus::Running) {
-        r.interrupted = !crate::lease::Lease::is_held_elsewhere(&settings.db, &r.id)?;
+        r.interrupted = !crate::journal::lease::Lease::is_held_elsewhere(&settings.db, &r.id)?;
     }
     if json {
         println!("{}", to_json(&runs)?);
@@ -60,13 +60,13 @@ pub fn runs(
 
 pub fn show(settings: &Settings, run: &str, json: bool) -> Result<i32> {
     let journal = Journal::open(&settings.db)?;
-    let view = history::load_run(&journal, run)?;
+    let view = view::load_run(&journal, run)?;
     if json {
         println!("{}", to_json(&view)?);
     } else {
         print!("{}", render_run(&view));
         if view.status == RunStatus::Running
-            && !crate::lease::Lease::is_held_elsewhere(&settings.db, &view.id)?
+            && !crate::journal::lease::Lease::is_held_elsewhere(&settings.db, &view.id)?
         {
             println!(
                 "\nthis run was interrupted: no process drives it. Continue it with: opsbook resume {}",
@@ -108,7 +108,7 @@ fn render_run(v: &RunView) -> String {
         let shown: Vec<String> = v
             .params
             .iter()
-            .map(|(k, val)| format!("{k}={}", crate::params::value_text(val)))
+            .map(|(k, val)| format!("{k}={}", crate::runbook::params::value_text(val)))
             .collect();
         let _ = writeln!(out, "params:   {}", shown.join(" "));
     }
@@ -138,7 +138,7 @@ fn render_run(v: &RunView) -> String {
         };
         let symbol = s.status.map(progress::symbol).unwrap_or("…");
         let indent = if s.group.is_some() { "    " } else { "" };
-        let phase = if s.phase == crate::event::Phase::Rollback {
+        let phase = if s.phase == crate::journal::event::Phase::Rollback {
             " [rollback]"
         } else {
             ""
@@ -190,7 +190,7 @@ fn render_run(v: &RunView) -> String {
                     .outputs
                     .iter()
                     .filter(|(k, _)| !matches!(k.as_str(), "stdout" | "exit_code"))
-                    .map(|(k, val)| format!("{k}={}", crate::params::value_text(val)))
+                    .map(|(k, val)| format!("{k}={}", crate::runbook::params::value_text(val)))
                     .collect();
                 if !shown.is_empty() {
                     let _ = writeln!(out, "{indent}      outputs: {}", shown.join(" "));

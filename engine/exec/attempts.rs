@@ -195,7 +195,7 @@ impl Executor {
                     && self.params.is_secret(name)
                     && self.params.text(name).is_some() =>
             {
-                Some(format!("\"${}\"", crate::params::env_name(name)))
+                Some(format!("\"${}\"", crate::runbook::params::env_name(name)))
             }
             Placeholder::Param(name) => self.params.text(name),
             Placeholder::Var { step, output } => vars

@@ -13,28 +13,29 @@ use std::time::{Duration, Instant};
 use rhai::Engine;
 use serde_json::{Map, Value};
 
-use crate::abort::AbortSignal;
-use crate::duration::format_duration;
 use crate::error::{exit, Error, Result};
-use crate::event::{AttemptStatus, Event, Phase, RunStatus, StepStatus};
-use crate::gate::{self, Policy, Verdict};
-use crate::history::{RunView, StepView};
-use crate::hostinfo;
-use crate::identity::{Directory, Operator};
+use crate::exec::redact::Redactor;
+use crate::journal::event::{AttemptStatus, Event, Phase, RunStatus, StepStatus};
+use crate::journal::lease::Lease;
+use crate::journal::view::{RunView, StepView};
 use crate::journal::Journal;
-use crate::lease::Lease;
-use crate::params::{value_text, Params};
-use crate::plan::{Expectation, Plan, PlannedStep, ScriptSource, StepKind};
-use crate::progress::{FinishedStep, Progress};
-use crate::prompt;
-use crate::redact::Redactor;
+use crate::people::directory::{Directory, Operator};
+use crate::people::policy::{self, Policy, Verdict};
+use crate::runbook::duration::format_duration;
+use crate::runbook::params::{value_text, Params};
+use crate::runbook::plan::{Expectation, Plan, PlannedStep, ScriptSource, StepKind};
+use crate::runbook::template::{self, Placeholder, Quoting};
 use crate::runbook::{OnFailure, OnTimeout};
 use crate::script::{self, ScriptContext, ScriptInputs, ScriptOutcome};
-use crate::shell::{self, CommandSpec};
-use crate::template::{self, Placeholder, Quoting};
+use crate::sys::abort::AbortSignal;
+use crate::sys::hostinfo;
+use crate::sys::shell::{self, CommandSpec};
+use crate::term::progress::{FinishedStep, Progress};
+use crate::term::prompt;
 
 mod attempts;
 mod people;
+pub mod redact;
 
 pub use people::signoff_event;
 

@@ -135,7 +135,7 @@ impl Executor {
                 (Some(Expectation::Observe(text)), true) => Some(text.clone()),
                 _ => None,
             };
-            match gate::verdict(&policy, &step_view) {
+            match policy::verdict(&policy, &step_view) {
                 Verdict::Approved => {
                     let signers: Vec<&str> = step_view
                         .signoffs
@@ -186,7 +186,7 @@ impl Executor {
                 Verdict::TimedOut { action } => return self.timed_out(step, action, advances),
                 Verdict::Pending { .. } => {}
             }
-            if gate::is_past_deadline(&policy, &step_view) {
+            if policy::is_past_deadline(&policy, &step_view) {
                 if self.record_timeout_unless_decided(step, &policy)? {
                     return self.timed_out(step, policy.on_timeout, advances);
                 }
@@ -197,7 +197,7 @@ impl Executor {
                 let reason = "stopped at the operator's request".to_string();
                 return self.end(step, StepStatus::Aborted, 0, Some(reason), None, advances);
             }
-            let deadline = gate::deadline(&policy, &step_view);
+            let deadline = policy::deadline(&policy, &step_view);
             if self.interactive {
                 match self
                     .ask_at_terminal(step, &policy, &view, &step_view, deadline)
@@ -221,8 +221,8 @@ impl Executor {
                 }
                 continue;
             }
-            let evidence = gate::evidence(&policy, &view);
-            let binding = gate::binding(
+            let evidence = policy::evidence(&policy, &view);
+            let binding = policy::binding(
                 &self.run_id,
                 &step.id,
                 &self.plan.source.content_hash,
@@ -267,7 +267,7 @@ impl Executor {
             let view = RunView::from_events(events)?;
             let undecided = view
                 .step(&step.id)
-                .is_some_and(|s| matches!(gate::verdict(policy, s), Verdict::Pending { .. }));
+                .is_some_and(|s| matches!(policy::verdict(policy, s), Verdict::Pending { .. }));
             let event = Event::GateTimedOut {
                 step: step.id.clone(),
                 action: action.into(),
@@ -313,7 +313,7 @@ impl Executor {
         step_view: &StepView,
         deadline: Option<chrono::DateTime<chrono::Utc>>,
     ) -> Result<TerminalAnswer> {
-        let evidence = gate::evidence(policy, view);
+        let evidence = policy::evidence(policy, view);
         let heading = self.terminal_heading(step, policy, view, step_view, &evidence, deadline);
         let manual = policy.manual;
         let own_name = self.operator.name.clone();
@@ -432,7 +432,7 @@ impl Executor {
             }
         };
         let approves = decision == "approved";
-        if let Err(reason) = gate::check_signer(
+        if let Err(reason) = policy::check_signer(
             policy,
             &signer,
             view,
@@ -448,7 +448,7 @@ impl Executor {
             self.progress.message(&format!("   refused: {reason}"));
             return Ok(TerminalAnswer::Again);
         }
-        let binding = gate::binding(
+        let binding = policy::binding(
             &self.run_id,
             &step.id,
             &self.plan.source.content_hash,
@@ -483,11 +483,11 @@ impl Executor {
         if let Some(Expectation::Observe(expected)) = &step.expect {
             heading.push_str(&format!("   expected: {expected}\n"));
         }
-        for line in gate::describe_evidence(evidence) {
+        for line in policy::describe_evidence(evidence) {
             heading.push_str(&format!("   evidence  {}\n", self.redactor.text(&line)));
         }
         heading.push_str(&format!("   who signs: {}\n", policy.who_may_sign(view)));
-        if let Verdict::Pending { approvals, needed } = gate::verdict(policy, step_view) {
+        if let Verdict::Pending { approvals, needed } = policy::verdict(policy, step_view) {
             if needed > 1 {
                 heading.push_str(&format!("   approvals so far: {approvals} of {needed}\n"));
             }

@@ -5,17 +5,17 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use opsbook::abort::AbortSignal;
-use opsbook::analyze::analyze_file;
-use opsbook::event::{AttemptStatus, Event, Phase, RunStatus, StepStatus};
 use opsbook::exec::{self, RunRequest};
-use opsbook::history::RunView;
-use opsbook::identity::Operator;
+use opsbook::journal::event::{AttemptStatus, Event, Phase, RunStatus, StepStatus};
+use opsbook::journal::view::RunView;
 use opsbook::journal::Journal;
-use opsbook::params::Params;
-use opsbook::progress::SilentProgress;
+use opsbook::people::directory::Operator;
 use opsbook::report::{Format, Renderer, RunReport};
+use opsbook::runbook::analyze::analyze_file;
+use opsbook::runbook::params::Params;
 use opsbook::script::build_engine;
+use opsbook::sys::abort::AbortSignal;
+use opsbook::term::progress::SilentProgress;
 
 /// A temporary library holding one runbook of `steps` copies of `step`.
 fn library(name: &str, steps: usize, step: &str) -> (tempfile::TempDir, PathBuf) {

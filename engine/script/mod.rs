@@ -13,11 +13,13 @@ use std::time::{Duration, Instant};
 use rhai::module_resolvers::FileModuleResolver;
 use rhai::{Dynamic, Engine, EvalAltResult, Map, Position, Scope, AST};
 
-use crate::abort::AbortSignal;
 use crate::runbook::MAX_FILE_BYTES;
-use crate::shell::{self, CommandSpec};
+use crate::sys::abort::AbortSignal;
+use crate::sys::shell::{self, CommandSpec};
 
 /// The sandbox limits, in one place.
+pub mod api;
+
 pub mod limits {
     /// A backstop, far beyond what a step's wall-clock timeout lets a script do.
     pub const MAX_OPERATIONS: u64 = 20_000_000_000;
@@ -161,7 +163,7 @@ pub fn build_engine(scripts_dir: &Path) -> Engine {
         })
         .flatten()
     });
-    crate::script_api::register(&mut engine);
+    crate::script::api::register(&mut engine);
     engine
 }
 

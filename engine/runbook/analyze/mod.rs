@@ -17,17 +17,17 @@ use marked_yaml::{LoadError, Node, Span};
 use regex::Regex;
 use rhai::{Engine, Position, AST};
 
-use crate::diagnostic::{did_you_mean, Diagnostic, Diagnostics};
-use crate::duration::parse_duration;
-use crate::plan::{
+use crate::runbook::diagnostic::{did_you_mean, Diagnostic, Diagnostics};
+use crate::runbook::duration::parse_duration;
+use crate::runbook::plan::{
     Expectation, Expression, Plan, PlannedStep, RetryPolicy, ScriptSource, StepKind,
     DEFAULT_STEP_TIMEOUT,
 };
+use crate::runbook::template::{self, Placeholder};
 use crate::runbook::{
     field_names, Gate, ParamSpec, ParamType, Retry, Runbook, SourceFile, Step, STEP_KINDS,
 };
 use crate::script;
-use crate::template::{self, Placeholder};
 
 /// The result of analyzing one file: a plan when it has no errors, and every diagnostic.
 pub struct Analysis {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use crate::error::{Error, Result};
-use crate::hostinfo;
+use crate::sys::hostinfo;
 
 /// How often a held lease is renewed.
 pub const RENEW_EVERY: Duration = Duration::from_secs(5);

@@ -84,7 +84,7 @@ fn encodings(value: &str) -> Vec<String> {
         URL_SAFE_NO_PAD.encode(bytes),
         percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC)
             .to_string(),
-        crate::template::shell_quote(value),
+        crate::runbook::template::shell_quote(value),
     ];
     // Form encoding writes spaces as `+`; some encoders write hex digits in lower case.
     forms.push(forms[5].replace("%20", "+"));

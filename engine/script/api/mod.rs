@@ -3,10 +3,10 @@
 
 use rhai::{Array, Dynamic, Engine, EvalAltResult, Map};
 
-use crate::hostinfo;
 use crate::script::{
     log_line, record_metric, run_shell_from_script, runtime_error, set_output, skip_step,
 };
+use crate::sys::hostinfo;
 
 type HostResult<T> = Result<T, Box<EvalAltResult>>;
 

@@ -8,10 +8,10 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::duration::parse_duration;
-use crate::history::{RunView, StepView};
-use crate::identity::Operator;
-use crate::plan::{PlannedStep, StepKind};
+use crate::journal::view::{RunView, StepView};
+use crate::people::directory::Operator;
+use crate::runbook::duration::parse_duration;
+use crate::runbook::plan::{PlannedStep, StepKind};
 use crate::runbook::{Evidence, OnTimeout, Role};
 
 /// What signing one step takes.
@@ -109,7 +109,7 @@ impl Policy {
     pub fn resolve_people(
         &mut self,
         run: &RunView,
-        directory: &mut crate::identity::Directory,
+        directory: &mut crate::people::directory::Directory,
     ) -> crate::error::Result<()> {
         self.runner_people.push(directory.person_of(&run.owner)?);
         self.approver_people = self
@@ -298,7 +298,7 @@ pub fn describe_evidence(evidence: &Map<String, Value>) -> Vec<String> {
                 .as_object()
                 .map(|o| {
                     o.iter()
-                        .map(|(k, v)| format!("{k}={}", crate::params::value_text(v)))
+                        .map(|(k, v)| format!("{k}={}", crate::runbook::params::value_text(v)))
                         .collect::<Vec<_>>()
                         .join(" ")
                 })

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::duration::format_duration;
-use crate::event::StepStatus;
+use crate::journal::event::StepStatus;
+use crate::runbook::duration::format_duration;
 
 pub trait Progress: Send + Sync {
     /// The run begins: `header` is the first line printed (it carries the run id).

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
 
-use crate::abort::AbortSignal;
+use crate::sys::abort::AbortSignal;
 
 /// Bytes kept from the start and from the end of each stream.
 const HEAD_BYTES: usize = 16 * 1024;

@@ -5,7 +5,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
-use crate::event::{AttemptStatus, Event, Phase, RunStatus, StepStatus};
+use crate::journal::event::{AttemptStatus, Event, Phase, RunStatus, StepStatus};
 use crate::journal::{Journal, StoredEvent};
 
 #[derive(Debug, Clone, Serialize)]

@@ -13,22 +13,22 @@ use serde_json::{Map, Value};
 use tera::{Context, Tera};
 
 use crate::error::{Error, Result};
-use crate::event::{Phase, StepStatus};
-use crate::history::{RunView, StepView};
+use crate::journal::event::{Phase, StepStatus};
+use crate::journal::view::{RunView, StepView};
 use crate::journal::ChainStatus;
-use crate::plan::{Expectation, Plan, PlannedStep, ScriptSource, StepKind};
+use crate::runbook::plan::{Expectation, Plan, PlannedStep, ScriptSource, StepKind};
 
 /// The version of the JSON report's schema (documented in the README).
 pub const SCHEMA_VERSION: u32 = 1;
 
 const BUILT_IN: &[(&str, &str)] = &[
-    ("run.html", include_str!("../reports/run.html")),
-    ("run.md", include_str!("../reports/run.md")),
-    ("junit.xml", include_str!("../reports/junit.xml")),
-    ("runbook.html", include_str!("../reports/runbook.html")),
-    ("runbook.md", include_str!("../reports/runbook.md")),
-    ("index.html", include_str!("../reports/index.html")),
-    ("index.md", include_str!("../reports/index.md")),
+    ("run.html", include_str!("../../reports/run.html")),
+    ("run.md", include_str!("../../reports/run.md")),
+    ("junit.xml", include_str!("../../reports/junit.xml")),
+    ("runbook.html", include_str!("../../reports/runbook.html")),
+    ("runbook.md", include_str!("../../reports/runbook.md")),
+    ("index.html", include_str!("../../reports/index.html")),
+    ("index.md", include_str!("../../reports/index.md")),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -322,7 +322,7 @@ fn register_filters(tera: &mut Tera) {
 /// `{{ text | md_cell }}`: safe inside a Markdown table cell or inline code: no pipes, no
 /// line breaks, no raw HTML.
 fn md_cell_filter(value: &Value, _: &HashMap<String, Value>) -> tera::Result<Value> {
-    let text = crate::params::value_text(value);
+    let text = crate::runbook::params::value_text(value);
     let cell = text
         .replace('|', "\\|")
         .replace('<', "&lt;")
@@ -339,7 +339,7 @@ fn duration_filter(value: &Value, _: &HashMap<String, Value>) -> tera::Result<Va
         .or_else(|| value.as_f64().map(|f| f as i64))
         .unwrap_or(0)
         .max(0);
-    Ok(Value::from(crate::duration::format_duration(
+    Ok(Value::from(crate::runbook::duration::format_duration(
         std::time::Duration::from_millis(ms as u64),
     )))
 }
@@ -366,7 +366,7 @@ fn symbol_filter(value: &Value, _: &HashMap<String, Value>) -> tera::Result<Valu
 
 /// `{{ value | text }}`: strings as they are, anything else as JSON.
 fn text_filter(value: &Value, _: &HashMap<String, Value>) -> tera::Result<Value> {
-    Ok(Value::from(crate::params::value_text(value)))
+    Ok(Value::from(crate::runbook::params::value_text(value)))
 }
 
 // ----- runbook documents ---------------------------------------------------------------------
@@ -430,7 +430,7 @@ impl RunbookDoc {
         let every = rb
             .review_every
             .as_deref()
-            .and_then(|e| crate::duration::parse_duration(e).ok());
+            .and_then(|e| crate::runbook::duration::parse_duration(e).ok());
         let reviewed = rb
             .last_reviewed
             .as_deref()
@@ -525,7 +525,7 @@ fn step_doc(step: &PlannedStep, number: String) -> StepDoc {
         notes.push(format!(
             "up to {} attempts, {} apart{}",
             step.retry.attempts,
-            crate::duration::format_duration(step.retry.delay),
+            crate::runbook::duration::format_duration(step.retry.delay),
             if step.retry.backoff > 1.0 {
                 format!(", backoff ×{}", step.retry.backoff)
             } else {
@@ -536,7 +536,7 @@ fn step_doc(step: &PlannedStep, number: String) -> StepDoc {
     if matches!(step.kind, StepKind::Rhai { .. } | StepKind::Shell { .. }) {
         notes.push(format!(
             "timeout {}",
-            crate::duration::format_duration(step.timeout)
+            crate::runbook::duration::format_duration(step.timeout)
         ));
     }
     match step.on_failure {

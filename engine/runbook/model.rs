@@ -122,7 +122,7 @@ impl ParamType {
 }
 
 /// One step as written. Exactly one of the kind keys (`rhai`, `script`, `shell`, `manual`,
-/// `gate`, `parallel`) is set; the analyzer turns it into a [`crate::plan::StepKind`].
+/// `gate`, `parallel`) is set; the analyzer turns it into a [`crate::runbook::plan::StepKind`].
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Step {

@@ -14,12 +14,12 @@ use argon2::Argon2;
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 
-use crate::diagnostic::did_you_mean;
 use crate::error::{Error, Result};
-use crate::event::Event;
-use crate::hostinfo;
+use crate::journal::event::Event;
 use crate::journal::{append_in, Journal};
+use crate::runbook::diagnostic::did_you_mean;
 use crate::runbook::Role;
+use crate::sys::hostinfo;
 
 /// The journal's run id under which operator changes are recorded.
 pub const OPERATORS_LOG: &str = "operators";
@@ -106,7 +106,7 @@ impl PassphraseSource {
         if let Ok(value) = std::env::var("OPSBOOK_PASSPHRASE") {
             return Ok(value);
         }
-        if crate::prompt::is_interactive() {
+        if crate::term::prompt::is_interactive() {
             return rpassword::prompt_password(format!("passphrase for {name}: "))
                 .map_err(|e| Error::Usage(format!("cannot read the passphrase: {e}")));
         }

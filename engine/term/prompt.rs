@@ -3,7 +3,7 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 
-use crate::params::SecretSource;
+use crate::runbook::params::SecretSource;
 
 /// True when a person can answer: standard input and standard error are terminals.
 pub fn is_interactive() -> bool {

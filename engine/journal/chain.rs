@@ -1,0 +1,151 @@
+//! The hash chain: each event's hash over the previous hash and its canonical bytes (the
+//! formula is in the journal's module documentation), and recomputing it to find the first
+//! edited, removed or reordered event.
+
+use rusqlite::OptionalExtension;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::error::Result;
+use crate::journal::store::{Journal, StoredEvent};
+
+pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// The hash of an event, as described in the module documentation.
+pub fn event_hash(e: &StoredEvent) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(e.prev_hash.as_bytes());
+    for field in [
+        e.seq.to_string().as_str(),
+        e.run_id.as_str(),
+        e.run_seq.to_string().as_str(),
+        e.at.as_str(),
+        e.kind.as_str(),
+        e.step.as_deref().unwrap_or(""),
+        e.body.as_str(),
+    ] {
+        hasher.update((field.len() as u64).to_be_bytes());
+        hasher.update(field.as_bytes());
+    }
+    hex::encode(hasher.finalize())
+}
+
+/// Where a chain breaks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChainBreak {
+    pub seq: i64,
+    pub problem: String,
+}
+
+/// The result of recomputing the chain.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChainStatus {
+    pub intact: bool,
+    pub first_break: Option<ChainBreak>,
+    /// The hash of the last event, and how many events there are.
+    pub head: String,
+    pub events: i64,
+}
+
+/// Checks events one by one, in `seq` order from the first event of the journal.
+pub struct ChainChecker {
+    expected_prev: String,
+    expected_seq: i64,
+}
+
+impl Default for ChainChecker {
+    fn default() -> Self {
+        Self {
+            expected_prev: GENESIS_HASH.to_string(),
+            expected_seq: 1,
+        }
+    }
+}
+
+impl ChainChecker {
+    pub fn check(&mut self, e: &StoredEvent) -> Option<ChainBreak> {
+        let seq = self.expected_seq;
+        if e.seq != seq {
+            return Some(ChainBreak {
+                seq,
+                problem: format!(
+                    "event {seq} is missing (the next stored event is {})",
+                    e.seq
+                ),
+            });
+        }
+        if e.prev_hash != self.expected_prev {
+            return Some(ChainBreak {
+                seq,
+                problem: "its prev_hash is not the hash of the event before it (an event was removed, reordered or rewritten)".into(),
+            });
+        }
+        if event_hash(e) != e.hash {
+            return Some(ChainBreak {
+                seq,
+                problem: "its content does not match its hash (the event was edited)".into(),
+            });
+        }
+        self.expected_prev.clone_from(&e.hash);
+        self.expected_seq += 1;
+        None
+    }
+}
+
+/// Recomputes the chain over `events` and returns the first break.
+pub fn verify_chain(events: &[StoredEvent]) -> Option<ChainBreak> {
+    let mut checker = ChainChecker::default();
+    events.iter().find_map(|e| checker.check(e))
+}
+
+impl Journal {
+    /// Recomputes the whole chain, streaming the events.
+    pub fn verify(&self) -> Result<ChainStatus> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT seq, run_id, run_seq, at, kind, step, body, prev_hash, hash FROM events ORDER BY seq")
+            .map_err(|e| self.error(e))?;
+        let mut rows = stmt.query([]).map_err(|e| self.error(e))?;
+        let mut checker = ChainChecker::default();
+        let mut status = ChainStatus {
+            intact: true,
+            first_break: None,
+            head: GENESIS_HASH.to_string(),
+            events: 0,
+        };
+        while let Some(r) = rows.next().map_err(|e| self.error(e))? {
+            let event = StoredEvent {
+                seq: r.get(0).map_err(|e| self.error(e))?,
+                run_id: r.get(1).map_err(|e| self.error(e))?,
+                run_seq: r.get(2).map_err(|e| self.error(e))?,
+                at: r.get(3).map_err(|e| self.error(e))?,
+                kind: r.get(4).map_err(|e| self.error(e))?,
+                step: r.get(5).map_err(|e| self.error(e))?,
+                body: r.get(6).map_err(|e| self.error(e))?,
+                prev_hash: r.get(7).map_err(|e| self.error(e))?,
+                hash: r.get(8).map_err(|e| self.error(e))?,
+            };
+            if status.first_break.is_none() {
+                if let Some(b) = checker.check(&event) {
+                    status.intact = false;
+                    status.first_break = Some(b);
+                }
+            }
+            status.events += 1;
+            status.head = event.hash;
+        }
+        Ok(status)
+    }
+
+    /// The seq of the event with this hash, if there is one.
+    pub fn seq_of_hash(&self, hash: &str) -> Result<Option<i64>> {
+        self.conn
+            .query_row(
+                "SELECT seq FROM events WHERE hash = ?1",
+                [hash.to_lowercase()],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.error(e))
+    }
+}
