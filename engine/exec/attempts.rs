@@ -36,7 +36,7 @@ impl AttemptResult {
 impl Executor {
     /// A test script's `expect:` on a script or command step: journaled; a miss fails the
     /// step (the returned reason).
-    fn check_expectation(
+    async fn check_expectation(
         &self,
         step: &PlannedStep,
         result: &AttemptResult,
@@ -49,14 +49,10 @@ impl Executor {
             (false, Some("the step did not succeed".to_string()))
         } else {
             let outputs = to_rhai_map(result.outputs.clone())?;
-            let inputs = self.script_inputs()?;
-            match script::eval_condition(
-                &self.engine,
-                &expr.ast,
-                &inputs,
-                Some(("outputs", outputs)),
-                self.abort.clone(),
-            ) {
+            match self
+                .evaluate(step, expr.ast.clone(), Some(("outputs", outputs)))
+                .await
+            {
                 Ok(true) => (true, None),
                 Ok(false) => (
                     false,
@@ -139,7 +135,7 @@ impl Executor {
             vars.insert(&step.id, &result.outputs)?;
         }
         let mut before: Vec<Event> = unrecorded.into_iter().collect();
-        let expectation_missed = self.check_expectation(step, &result, &mut before)?;
+        let expectation_missed = self.check_expectation(step, &result, &mut before).await?;
         let (status, reason) = match result.status {
             AttemptStatus::Succeeded if expectation_missed.is_some() => {
                 (StepStatus::Failed, expectation_missed)
@@ -299,6 +295,30 @@ impl Executor {
             vars: vars.rhai.clone(),
             dry_run: self.dry_run,
         })
+    }
+
+    /// Evaluates a `when` or `expect` expression on a blocking thread, as scripts run, so
+    /// that `sh()` inside it works (and is bounded by the condition timeout).
+    pub(super) async fn evaluate(
+        &self,
+        step: &PlannedStep,
+        ast: Arc<rhai::AST>,
+        extra: Option<(&'static str, rhai::Map)>,
+    ) -> std::result::Result<bool, String> {
+        let inputs = self.script_inputs().map_err(|e| e.to_string())?;
+        let context = ScriptContext::new(
+            script::limits::CONDITION_TIMEOUT,
+            self.abort.clone(),
+            self.base_env(step),
+            self.runtime.clone(),
+            Arc::new(|_| {}),
+        );
+        let engine = self.engine.clone();
+        tokio::task::spawn_blocking(move || {
+            script::eval_condition(&engine, &ast, &inputs, extra, context)
+        })
+        .await
+        .unwrap_or_else(|e| Err(format!("the expression stopped unexpectedly: {e}")))
     }
 
     async fn attempt_rhai(&self, step: &PlannedStep, ast: Arc<rhai::AST>) -> AttemptResult {

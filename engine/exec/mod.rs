@@ -637,14 +637,7 @@ impl Executor {
                 }
             } else if !reentered {
                 if let Some(when) = &step.when {
-                    let inputs = self.script_inputs()?;
-                    match script::eval_condition(
-                        &self.engine,
-                        &when.ast,
-                        &inputs,
-                        None,
-                        self.abort.clone(),
-                    ) {
+                    match self.evaluate(step, when.ast.clone(), None).await {
                         Ok(true) => {}
                         Ok(false) => {
                             let reason = format!("condition `when: {}` is false", when.text.trim());

@@ -12,9 +12,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
+use crate::sys::files::{self, ReadProblem};
 
 /// Runbook and script files larger than this are refused before any parsing.
-pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
+pub const MAX_FILE_BYTES: u64 = files::MAX_SOURCE_BYTES;
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -240,25 +241,18 @@ pub struct SourceFile {
 }
 
 impl SourceFile {
-    /// Reads a text file, refusing one over [`MAX_FILE_BYTES`] before reading it whole.
+    /// Reads a runbook or script file, refusing anything but a regular file of at most
+    /// [`MAX_FILE_BYTES`] before reading it.
     pub fn read(path: &Path) -> Result<Self> {
-        let meta =
-            std::fs::metadata(path).map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
-        if !meta.is_file() {
-            return Err(Error::file(path, "is not a file"));
-        }
-        if meta.len() > MAX_FILE_BYTES {
-            return Err(Error::file(
+        let bytes = files::read_capped(path, MAX_FILE_BYTES).map_err(|problem| match problem {
+            ReadProblem::TooLarge { size, limit } => Error::file(
                 path,
                 format!(
-                    "is {} bytes; runbooks and scripts are limited to {} bytes (1 MiB): split it, or move data out of it",
-                    meta.len(),
-                    MAX_FILE_BYTES
+                    "is {size} bytes; runbooks and scripts are limited to {limit} bytes (1 MiB): split it, or move data out of it"
                 ),
-            ));
-        }
-        let bytes =
-            std::fs::read(path).map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
+            ),
+            other => Error::file(path, other.to_string()),
+        })?;
         Self::from_bytes(path, bytes)
     }
 

@@ -5,96 +5,19 @@
 //! lines, outputs, metrics, a skip) is gathered in a per-thread [`ScriptContext`], since each
 //! evaluation runs on its own blocking thread.
 
-use std::cell::RefCell;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Instant;
 
-use rhai::module_resolvers::FileModuleResolver;
 use rhai::{Dynamic, Engine, EvalAltResult, Map, Position, Scope, AST};
 
-use crate::runbook::MAX_FILE_BYTES;
-use crate::sys::abort::AbortSignal;
-use crate::sys::shell::{self, CommandSpec};
-
-/// The sandbox limits, in one place.
 pub mod api;
+pub mod context;
+pub mod limits;
+pub mod resolver;
 
-pub mod limits {
-    /// A backstop, far beyond what a step's wall-clock timeout lets a script do.
-    pub const MAX_OPERATIONS: u64 = 20_000_000_000;
-    pub const MAX_CALL_LEVELS: usize = 64;
-    pub const MAX_EXPR_DEPTH: usize = 64;
-    pub const MAX_FUNCTION_EXPR_DEPTH: usize = 32;
-    pub const MAX_STRING_BYTES: usize = 4 * 1024 * 1024;
-    pub const MAX_ARRAY_LEN: usize = 100_000;
-    pub const MAX_MAP_LEN: usize = 100_000;
-    pub const MAX_MODULES: usize = 32;
-    pub const MAX_VARIABLES: usize = 1_000;
-    /// How many log lines one step keeps; later lines are counted, not kept.
-    pub const MAX_LOG_LINES: usize = 10_000;
-    /// Deadline for a `when` condition or an `expect` expression.
-    pub const CONDITION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
-}
-
-/// Why a script was stopped from outside (the token of `ErrorTerminated`).
-const STOP_TIMEOUT: &str = "opsbook:timeout";
-const STOP_ABORT: &str = "opsbook:abort";
-const STOP_SKIP: &str = "opsbook:skip";
-
-/// What one evaluation gathers, besides its result.
-pub struct ScriptContext {
-    pub deadline: Instant,
-    pub abort: AbortSignal,
-    pub env: Vec<(String, String)>,
-    pub runtime: tokio::runtime::Handle,
-    pub on_line: Arc<dyn Fn(&str) + Send + Sync>,
-    pub log: Vec<String>,
-    pub dropped_log_lines: usize,
-    pub outputs: serde_json::Map<String, serde_json::Value>,
-    pub metrics: Vec<(String, f64)>,
-    pub skipped: Option<String>,
-}
-
-impl ScriptContext {
-    pub fn new(
-        timeout: Duration,
-        abort: AbortSignal,
-        env: Vec<(String, String)>,
-        runtime: tokio::runtime::Handle,
-        on_line: Arc<dyn Fn(&str) + Send + Sync>,
-    ) -> Self {
-        Self {
-            deadline: Instant::now() + timeout,
-            abort,
-            env,
-            runtime,
-            on_line,
-            log: Vec::new(),
-            dropped_log_lines: 0,
-            outputs: serde_json::Map::new(),
-            metrics: Vec::new(),
-            skipped: None,
-        }
-    }
-
-    fn push_log(&mut self, line: &str) {
-        (self.on_line)(line);
-        if self.log.len() < limits::MAX_LOG_LINES {
-            self.log.push(line.to_string());
-        } else {
-            self.dropped_log_lines += 1;
-        }
-    }
-}
-
-thread_local! {
-    static CURRENT: RefCell<Option<ScriptContext>> = const { RefCell::new(None) };
-}
-
-fn with_context<R>(f: impl FnOnce(&mut ScriptContext) -> R) -> Option<R> {
-    CURRENT.with(|cell| cell.borrow_mut().as_mut().map(f))
-}
+pub use context::ScriptContext;
+use context::{with_context, CURRENT, STOP_ABORT, STOP_SKIP, STOP_TIMEOUT};
+use resolver::ScriptsDirResolver;
 
 /// How an evaluation ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -163,7 +86,7 @@ pub fn build_engine(scripts_dir: &Path) -> Engine {
         })
         .flatten()
     });
-    crate::script::api::register(&mut engine);
+    api::register(&mut engine);
     engine
 }
 
@@ -220,22 +143,16 @@ pub fn run_script(
     (outcome, ctx)
 }
 
-/// Evaluates a `when` or `expect` expression to a boolean.
+/// Evaluates a `when` or `expect` expression to a boolean, on the current thread. Like
+/// [`run_script`] it must run on a blocking thread: `sh()` inside it waits for its command on
+/// the context's runtime.
 pub fn eval_condition(
     engine: &Engine,
     ast: &AST,
     inputs: &ScriptInputs,
     extra: Option<(&str, Map)>,
-    abort: AbortSignal,
+    ctx: ScriptContext,
 ) -> Result<bool, String> {
-    let ctx = ScriptContext::new(
-        limits::CONDITION_TIMEOUT,
-        abort,
-        Vec::new(),
-        tokio::runtime::Handle::try_current()
-            .unwrap_or_else(|_| shared_fallback_runtime().handle().clone()),
-        Arc::new(|_| {}),
-    );
     CURRENT.with(|cell| *cell.borrow_mut() = Some(ctx));
     let mut scope = inputs.scope();
     if let Some((name, value)) = extra {
@@ -255,19 +172,13 @@ pub fn eval_condition(
                 "the expression ran longer than {}s",
                 limits::CONDITION_TIMEOUT.as_secs()
             )),
-            other => Err(format!("{other:?}")),
+            ScriptOutcome::Aborted => Err("stopped at the operator's request".into()),
+            ScriptOutcome::Skipped(reason) => Err(format!(
+                "skip() is for steps, not expressions (it said: {reason})"
+            )),
+            ScriptOutcome::Succeeded => Err("the expression gave no value".into()),
         },
     }
-}
-
-fn shared_fallback_runtime() -> &'static tokio::runtime::Runtime {
-    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
-    RUNTIME.get_or_init(|| {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a current-thread runtime builds without resources")
-    })
 }
 
 fn outcome_of_error(error: &EvalAltResult, ctx: &ScriptContext) -> ScriptOutcome {
@@ -307,131 +218,5 @@ pub fn describe_error(error: &EvalAltResult) -> String {
         (Some(line), Some(col)) => format!("{message} (script line {line}, column {col})"),
         (Some(line), None) => format!("{message} (script line {line})"),
         _ => message,
-    }
-}
-
-/// The error a host function raises to fail the step with `message`.
-pub(crate) fn runtime_error(message: impl Into<String>) -> Box<EvalAltResult> {
-    EvalAltResult::ErrorRuntime(Dynamic::from(message.into()), Position::NONE).into()
-}
-
-/// Runs `sh -c command` for the script's `sh()` under what is left of the step's deadline.
-pub(crate) fn run_shell_from_script(command: &str) -> Result<Map, Box<EvalAltResult>> {
-    let (spec, runtime, abort, on_line) = with_context(|ctx| {
-        let remaining = ctx.deadline.saturating_duration_since(Instant::now());
-        (
-            CommandSpec {
-                command: command.to_string(),
-                env: ctx.env.clone(),
-                timeout: remaining,
-            },
-            ctx.runtime.clone(),
-            ctx.abort.clone(),
-            ctx.on_line.clone(),
-        )
-    })
-    .ok_or_else(|| runtime_error("sh() is only available while a step runs"))?;
-    if spec.timeout.is_zero() {
-        return Err(stop(STOP_TIMEOUT));
-    }
-    let result = runtime.block_on(shell::run_command(&spec, &abort, |line| on_line(line)));
-    let output = result.map_err(|e| runtime_error(format!("sh(): {e}")))?;
-    if output.timed_out {
-        return Err(stop(STOP_TIMEOUT));
-    }
-    if output.aborted {
-        return Err(stop(STOP_ABORT));
-    }
-    let mut map = Map::new();
-    map.insert(
-        "code".into(),
-        Dynamic::from(output.exit_code.unwrap_or(-1) as i64),
-    );
-    map.insert("stdout".into(), Dynamic::from(output.stdout.text()));
-    map.insert("stderr".into(), Dynamic::from(output.stderr.text()));
-    Ok(map)
-}
-
-fn stop(token: &str) -> Box<EvalAltResult> {
-    EvalAltResult::ErrorTerminated(Dynamic::from(token.to_string()), Position::NONE).into()
-}
-
-pub(crate) fn log_line(text: &str) {
-    with_context(|ctx| text.lines().for_each(|l| ctx.push_log(l)));
-}
-
-pub(crate) fn set_output(name: &str, value: Dynamic) -> Result<(), Box<EvalAltResult>> {
-    let json: serde_json::Value = rhai::serde::from_dynamic(&value)
-        .map_err(|e| runtime_error(format!("set(\"{name}\", ..): cannot store this value: {e}")))?;
-    with_context(|ctx| ctx.outputs.insert(name.to_string(), json));
-    Ok(())
-}
-
-pub(crate) fn record_metric(name: &str, value: f64) {
-    with_context(|ctx| ctx.metrics.push((name.to_string(), value)));
-}
-
-pub(crate) fn skip_step(reason: &str) -> Box<EvalAltResult> {
-    with_context(|ctx| ctx.skipped = Some(reason.to_string()));
-    stop(STOP_SKIP)
-}
-
-/// A module resolver that loads `import "x"` from `scripts/x.rhai` and nothing else: no
-/// absolute paths, no `..`, no file over the size cap.
-struct ScriptsDirResolver {
-    dir: PathBuf,
-    inner: FileModuleResolver,
-}
-
-impl ScriptsDirResolver {
-    fn new(dir: &Path) -> Self {
-        Self {
-            dir: dir.to_path_buf(),
-            inner: FileModuleResolver::new_with_path(dir),
-        }
-    }
-
-    fn refuse(&self, path: &str, why: &str, pos: Position) -> Box<EvalAltResult> {
-        EvalAltResult::ErrorModuleNotFound(format!("{path} ({why})"), pos).into()
-    }
-}
-
-impl rhai::ModuleResolver for ScriptsDirResolver {
-    fn resolve(
-        &self,
-        engine: &Engine,
-        _source: Option<&str>,
-        path: &str,
-        pos: Position,
-    ) -> Result<rhai::Shared<rhai::Module>, Box<EvalAltResult>> {
-        let relative = Path::new(path);
-        if relative.is_absolute()
-            || relative
-                .components()
-                .any(|c| !matches!(c, std::path::Component::Normal(_)))
-        {
-            return Err(self.refuse(
-                path,
-                "modules are imported by a name under scripts/, without `..` or a leading `/`",
-                pos,
-            ));
-        }
-        let file = self.dir.join(relative).with_extension("rhai");
-        match std::fs::metadata(&file) {
-            Ok(meta) if meta.len() > MAX_FILE_BYTES => {
-                return Err(self.refuse(path, "the file is over 1 MiB", pos))
-            }
-            Ok(_) => {}
-            Err(_) => {
-                return Err(self.refuse(
-                    path,
-                    &format!("no file {} in the scripts folder", file.display()),
-                    pos,
-                ))
-            }
-        }
-        // Resolve without a source so that a module's own imports are also taken from the
-        // scripts folder, never relative to somewhere else.
-        self.inner.resolve(engine, None, path, pos)
     }
 }

@@ -6,5 +6,6 @@
 //! executor (shell steps) share it without importing each other.
 
 pub mod abort;
+pub mod files;
 pub mod hostinfo;
 pub mod shell;
