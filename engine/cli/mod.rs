@@ -10,17 +10,15 @@ use crate::config::Settings;
 use crate::error::{exit, Error, Result};
 use crate::exec::{self, RunRequest};
 use crate::journal::Journal;
-use crate::runbook::analyze::{self, runbook_files};
-use crate::runbook::diagnostic::{did_you_mean, Diagnostics};
+use crate::runbook::library;
 use crate::runbook::params::{parse_assignment, Params};
 use crate::runbook::plan::Plan;
 use crate::runbook::ChangePolicy;
-use crate::script;
 use crate::sys::abort::AbortSignal;
 use crate::term::{progress, prompt};
 
 mod audit;
-mod library;
+mod check;
 mod people;
 mod reports;
 mod resume;
@@ -210,8 +208,8 @@ fn execute(cli: Cli) -> Result<i32> {
         }
         Command::Operator(command) => people::operator(&settings, &identity, command),
         Command::Training { name, json } => people::training(&settings, name.as_deref(), json),
-        Command::Check { paths } => library::check(&settings, &paths),
-        Command::List { json } => library::list(&settings, json),
+        Command::Check { paths } => check::check(&settings, &paths),
+        Command::List { json } => check::list(&settings, json),
         Command::Runs {
             runbook,
             status,
@@ -224,68 +222,19 @@ fn execute(cli: Cli) -> Result<i32> {
     }
 }
 
-// ----- finding and loading runbooks -------------------------------------------------------
-
-/// A runbook argument: a path when it looks like one, else an id in the library.
-fn resolve_runbook(settings: &Settings, name: &str) -> Result<PathBuf> {
-    let looks_like_path = name.contains('/') || name.ends_with(".yaml") || name.ends_with(".yml");
-    if looks_like_path {
-        let path = PathBuf::from(name);
-        if !path.is_file() {
-            return Err(Error::file(&path, "no such runbook file"));
-        }
-        return Ok(path);
-    }
-    for ext in ["yaml", "yml"] {
-        let path = settings.runbooks.join(format!("{name}.{ext}"));
-        if path.is_file() {
-            return Ok(path);
-        }
-    }
-    let ids: Vec<String> = runbook_files(&settings.runbooks)
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|p| p.file_stem()?.to_str().map(str::to_string))
-        .collect();
-    let suggestion = match did_you_mean(name, ids.iter().map(String::as_str)) {
-        s if !s.is_empty() => s,
-        _ if ids.is_empty() => {
-            "; the folder has no runbooks (set --runbooks or OPSBOOK_RUNBOOKS)".into()
-        }
-        _ => "; `opsbook list` shows the library".into(),
-    };
-    Err(Error::UnknownRunbook {
-        name: name.to_string(),
-        dir: settings.runbooks.clone(),
-        suggestion,
-    })
-}
-
-/// Loads and analyzes a runbook; warnings go to stderr, errors end the command (exit 2).
+/// Loads a runbook for a command; its warnings go to stderr, its errors end the command.
 fn load_plan(settings: &Settings, path: &Path) -> Result<(Plan, Arc<rhai::Engine>)> {
-    let scripts_dir = settings.scripts_dir_for(path);
-    let engine = Arc::new(script::build_engine(&scripts_dir));
-    let analysis = analyze::analyze_file(path, &scripts_dir, &engine);
-    for warning in analysis.diagnostics.warnings() {
+    let loaded = library::load(settings, path)?;
+    for warning in &loaded.warnings {
         eprintln!("{warning}");
     }
-    match analysis.plan {
-        Some(plan) if !analysis.diagnostics.has_errors() => Ok((plan, engine)),
-        _ => Err(Error::Invalid(Diagnostics(
-            analysis
-                .diagnostics
-                .0
-                .into_iter()
-                .filter(|d| d.severity == crate::runbook::diagnostic::Severity::Error)
-                .collect(),
-        ))),
-    }
+    Ok((loaded.plan, loaded.engine))
 }
 
 // ----- commands ---------------------------------------------------------------------------
 
 fn run(settings: &Settings, identity: &Identity, args: RunArgs, no_progress: bool) -> Result<i32> {
-    let path = resolve_runbook(settings, &args.runbook)?;
+    let path = library::resolve(settings, &args.runbook)?;
     let (plan, engine) = load_plan(settings, &path)?;
     let given = args
         .params

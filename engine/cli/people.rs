@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 use serde::Serialize;
 
-use super::{load_plan, resolve_runbook, to_json, Identity};
+use super::{load_plan, to_json, Identity};
 use crate::config::Settings;
 use crate::error::{exit, Error, Result};
 use crate::exec::signoff_event;
@@ -15,6 +15,7 @@ use crate::journal::view::{self, RunView};
 use crate::journal::Journal;
 use crate::people::directory::{Directory, NewOperator};
 use crate::people::policy::{self, Policy, Verdict};
+use crate::runbook::library;
 use crate::runbook::Role;
 
 #[derive(Debug, Subcommand)]
@@ -495,7 +496,7 @@ pub fn training(settings: &Settings, name: Option<&str>, json: bool) -> Result<i
         {
             Some(line) => line,
             None => {
-                let required = resolve_runbook(settings, &r.runbook)
+                let required = library::resolve(settings, &r.runbook)
                     .ok()
                     .and_then(|p| load_plan(settings, &p).ok())
                     .and_then(|(plan, _)| plan.runbook.qualification.map(|q| q.supervised_runs));

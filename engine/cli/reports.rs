@@ -5,13 +5,13 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 
-use super::{load_plan, resolve_runbook};
+use super::load_plan;
 use crate::config::Settings;
 use crate::error::{exit, Error, Result};
 use crate::journal::view;
 use crate::journal::Journal;
 use crate::report::{Format, Renderer, RunReport, RunbookDoc};
-use crate::runbook::analyze::runbook_files;
+use crate::runbook::library::{self, runbook_files};
 
 #[derive(Debug, Args)]
 pub struct ReportArgs {
@@ -108,7 +108,7 @@ pub fn docs(settings: &Settings, args: DocsArgs) -> Result<i32> {
     if !args.all {
         let format = choose_format(args.format.as_deref(), args.output.as_deref())?;
         let name = args.runbook.as_deref().unwrap_or_default();
-        let (plan, _) = load_plan(settings, &resolve_runbook(settings, name)?)?;
+        let (plan, _) = load_plan(settings, &library::resolve(settings, name)?)?;
         let text = renderer.render_runbook(&RunbookDoc::new(&plan), format)?;
         write_or_print(args.output.as_deref(), &text)?;
         return Ok(exit::SUCCESS);

@@ -319,7 +319,7 @@ impl Executor {
             operator_verified: self.operator.verified(),
             host: hostinfo::hostname(),
             dry_run: self.dry_run,
-            kind: format!("{:?}", rb.kind).to_lowercase(),
+            kind: rb.kind.name().to_string(),
             total_steps: self.plan.steps.len(),
             pid: std::process::id(),
             engine_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -330,7 +330,7 @@ impl Executor {
             change: self.change.clone(),
             owner: rb.owner.clone(),
             window: rb.window.clone(),
-            risk: format!("{:?}", rb.risk).to_lowercase(),
+            risk: rb.risk.name().to_string(),
         })?;
         let dry = if self.dry_run { " (dry run)" } else { "" };
         // The run id is the first line: scripts and people read it from there.

@@ -17,6 +17,7 @@ use crate::journal::event::{Phase, StepStatus};
 use crate::journal::view::{RunView, StepView};
 use crate::journal::ChainStatus;
 use crate::runbook::plan::{Expectation, Plan, PlannedStep, ScriptSource, StepKind};
+use crate::runbook::review::{self, ReviewStatus};
 
 /// The version of the JSON report's schema (documented in the README).
 pub const SCHEMA_VERSION: u32 = 1;
@@ -427,20 +428,7 @@ pub struct StepDoc {
 impl RunbookDoc {
     pub fn new(plan: &Plan) -> Self {
         let rb = &plan.runbook;
-        let every = rb
-            .review_every
-            .as_deref()
-            .and_then(|e| crate::runbook::duration::parse_duration(e).ok());
-        let reviewed = rb
-            .last_reviewed
-            .as_deref()
-            .and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok());
-        let due = match (reviewed, every) {
-            (Some(date), Some(every)) => {
-                Some(date + chrono::Duration::seconds(every.as_secs() as i64))
-            }
-            _ => None,
-        };
+        let review = ReviewStatus::of(rb, review::today());
         let params = rb
             .params
             .iter()
@@ -466,14 +454,14 @@ impl RunbookDoc {
             owner: rb.owner.clone(),
             description: rb.description.clone(),
             tags: rb.tags.clone(),
-            risk: format!("{:?}", rb.risk).to_lowercase(),
-            kind: format!("{:?}", rb.kind).to_lowercase(),
-            change: format!("{:?}", rb.change).to_lowercase(),
+            risk: rb.risk.name().to_string(),
+            kind: rb.kind.name().to_string(),
+            change: rb.change.name().to_string(),
             window: rb.window.clone(),
             review_every: rb.review_every.clone(),
             last_reviewed: rb.last_reviewed.clone(),
-            review_due: due.map(|d| d.to_string()),
-            review_overdue: due.is_some_and(|d| d < chrono::Local::now().date_naive()),
+            review_due: review.due.map(|d| d.to_string()),
+            review_overdue: review.overdue,
             qualification: rb.qualification.as_ref().map(|q| q.supervised_runs),
             content_hash: plan.source.content_hash.clone(),
             params,
@@ -575,7 +563,7 @@ fn step_doc(step: &PlannedStep, number: String) -> StepDoc {
                 policy.push("evidence required".into());
             }
             if let Some(t) = &g.timeout {
-                policy.push(format!("times out after {t} ({:?})", g.on_timeout).to_lowercase());
+                policy.push(format!("times out after {t} ({})", g.on_timeout.name()));
             }
             notes.extend(policy);
             (

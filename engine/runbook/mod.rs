@@ -6,9 +6,11 @@
 pub mod analyze;
 pub mod diagnostic;
 pub mod duration;
+pub mod library;
 pub mod model;
 pub mod params;
 pub mod plan;
+pub mod review;
 pub mod template;
 
 pub use model::*;

@@ -231,6 +231,29 @@ pub enum OnFailure {
     Rollback,
 }
 
+/// The stored word of each enum of the format: the same text serde reads and writes, so that
+/// messages, reports and the journal never show Rust's `Debug` spelling.
+macro_rules! words {
+    ($($ty:ident { $($variant:ident => $word:literal),+ $(,)? })+) => {$(
+        impl $ty {
+            pub fn name(self) -> &'static str {
+                match self {
+                    $($ty::$variant => $word),+
+                }
+            }
+        }
+    )+};
+}
+
+words! {
+    Risk { Low => "low", Medium => "medium", High => "high" }
+    ChangePolicy { None => "none", Required => "required" }
+    RunbookKind { Runbook => "runbook", Test => "test" }
+    Evidence { Required => "required", Optional => "optional" }
+    OnTimeout { Reject => "reject", Abort => "abort" }
+    OnFailure { Abort => "abort", Continue => "continue", Rollback => "rollback" }
+}
+
 /// A file read from disk, with its content hash (what sign-offs and resumes are bound to).
 #[derive(Debug, Clone)]
 pub struct SourceFile {
@@ -315,6 +338,34 @@ mod tests {
         assert!(fields.contains(&"enum"));
         assert!(!fields.contains(&"kind"));
         assert!(field_names::<Step>().contains(&"on_failure"));
+    }
+
+    #[test]
+    fn stored_words_are_the_serde_names() {
+        fn serde_word(value: impl Serialize) -> String {
+            serde_yaml::to_string(&value).unwrap().trim().to_string()
+        }
+        for r in [Risk::Low, Risk::Medium, Risk::High] {
+            assert_eq!(r.name(), serde_word(r));
+        }
+        for c in [ChangePolicy::None, ChangePolicy::Required] {
+            assert_eq!(c.name(), serde_word(c));
+        }
+        for k in [RunbookKind::Runbook, RunbookKind::Test] {
+            assert_eq!(k.name(), serde_word(k));
+        }
+        for e in [Evidence::Required, Evidence::Optional] {
+            assert_eq!(e.name(), serde_word(e));
+        }
+        for t in [OnTimeout::Reject, OnTimeout::Abort] {
+            assert_eq!(t.name(), serde_word(t));
+        }
+        for f in [OnFailure::Abort, OnFailure::Continue, OnFailure::Rollback] {
+            assert_eq!(f.name(), serde_word(f));
+        }
+        for r in [Role::Trainee, Role::Operator, Role::Supervisor] {
+            assert_eq!(r.name(), serde_word(r));
+        }
     }
 
     #[test]

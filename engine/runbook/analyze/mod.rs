@@ -23,6 +23,7 @@ use crate::runbook::plan::{
     Expectation, Expression, Plan, PlannedStep, RetryPolicy, ScriptSource, StepKind,
     DEFAULT_STEP_TIMEOUT,
 };
+use crate::runbook::review;
 use crate::runbook::template::{self, Placeholder};
 use crate::runbook::{
     field_names, Gate, ParamSpec, ParamType, Retry, Runbook, SourceFile, Step, STEP_KINDS,
@@ -458,7 +459,7 @@ impl<'a> Linter<'a> {
         let Some(s) = self.scalar(node, "last_reviewed", "a date like 2026-11-01") else {
             return;
         };
-        let Ok(date) = chrono::NaiveDate::parse_from_str(s.as_str(), "%Y-%m-%d") else {
+        let Some(date) = review::parse_date(s.as_str()) else {
             self.error(
                 s.span(),
                 format!(
@@ -472,9 +473,8 @@ impl<'a> Linter<'a> {
             .get_scalar("review_every")
             .and_then(|e| parse_duration(e.as_str()).ok());
         if let Some(every) = every {
-            let due = date + chrono::Duration::seconds(every.as_secs() as i64);
-            let today = chrono::Local::now().date_naive();
-            if due < today {
+            let status = review::ReviewStatus::from_dates(date, every, review::today());
+            if let (true, Some(due)) = (status.overdue, status.due) {
                 self.warning_at(
                     Self::at(s.span()),
                     format!(
@@ -1131,20 +1131,4 @@ fn scan_error_text(e: &impl std::fmt::Display) -> String {
         Some(i) => text[..i].to_string(),
         None => text,
     }
-}
-
-/// Checks every runbook file under `dir` (its `*.yaml` and `*.yml` files).
-pub fn runbook_files(dir: &Path) -> std::io::Result<Vec<std::path::PathBuf>> {
-    let mut files: Vec<_> = std::fs::read_dir(dir)?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| {
-            matches!(
-                p.extension().and_then(|e| e.to_str()),
-                Some("yaml") | Some("yml")
-            )
-        })
-        .collect();
-    files.sort();
-    Ok(files)
 }

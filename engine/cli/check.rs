@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 use super::to_json;
 use crate::config::Settings;
 use crate::error::{exit, Error, Result};
-use crate::runbook::analyze::{self, runbook_files};
+use crate::runbook::analyze;
 use crate::runbook::diagnostic::{Diagnostic, Diagnostics};
+use crate::runbook::library::{self, runbook_files};
 use crate::script;
 
 pub fn check(settings: &Settings, paths: &[PathBuf]) -> Result<i32> {
@@ -115,58 +116,8 @@ fn check_scripts(dir: &Path, engine: &rhai::Engine) -> Diagnostics {
     out
 }
 
-#[derive(serde::Serialize)]
-struct LibraryEntry {
-    id: String,
-    path: String,
-    valid: bool,
-    title: Option<String>,
-    version: Option<u32>,
-    risk: Option<String>,
-    owner: Option<String>,
-    steps: Option<usize>,
-    tags: Vec<String>,
-    review_overdue: bool,
-    errors: usize,
-}
-
 pub fn list(settings: &Settings, json: bool) -> Result<i32> {
-    let files = runbook_files(&settings.runbooks).map_err(|e| {
-        Error::file(
-            &settings.runbooks,
-            format!("cannot list the runbook library: {e}"),
-        )
-    })?;
-    let mut entries = Vec::new();
-    for file in files {
-        let scripts_dir = settings.scripts_dir_for(&file);
-        let engine = script::build_engine(&scripts_dir);
-        let analysis = analyze::analyze_file(&file, &scripts_dir, &engine);
-        let overdue = analysis
-            .diagnostics
-            .warnings()
-            .any(|w| w.message.starts_with("review overdue"));
-        let id = file
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .unwrap_or_default()
-            .to_string();
-        let errors = analysis.diagnostics.error_count();
-        let rb = analysis.plan.as_ref().map(|p| &p.runbook);
-        entries.push(LibraryEntry {
-            id,
-            path: file.display().to_string(),
-            valid: errors == 0,
-            title: rb.map(|r| r.title.clone()),
-            version: rb.map(|r| r.version),
-            risk: rb.map(|r| format!("{:?}", r.risk).to_lowercase()),
-            owner: rb.and_then(|r| r.owner.clone()),
-            steps: analysis.plan.as_ref().map(|p| p.steps.len()),
-            tags: rb.map(|r| r.tags.clone()).unwrap_or_default(),
-            review_overdue: overdue,
-            errors,
-        });
-    }
+    let entries = library::entries(settings)?;
     if json {
         println!("{}", to_json(&entries)?);
         return Ok(exit::SUCCESS);
