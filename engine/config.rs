@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
+use crate::sys::files;
 
 /// The optional config file.
 #[derive(Debug, Default, Deserialize)]
@@ -82,18 +83,18 @@ fn dir_of(path: &Path) -> PathBuf {
     std::fs::canonicalize(parent).unwrap_or_else(|_| parent.to_path_buf())
 }
 
+/// A config file is small; anything over this is not one.
+const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
 fn read_config(path: &Path) -> Result<ConfigFile> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::file(path, format!("cannot read the config file: {e}")))?;
-    serde_yaml::from_str(&text).map_err(|e| {
-        let at = e
-            .location()
-            .map(|l| format!(":{}:{}", l.line(), l.column()))
-            .unwrap_or_default();
-        Error::Usage(format!(
-            "{}{at}: {e}; the config file takes db, runbooks, scripts and reports_dir",
-            path.display()
-        ))
+    let bytes = files::read_capped(path, MAX_CONFIG_BYTES)
+        .map_err(|problem| Error::file(path, format!("the config file {problem}")))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| Error::file(path, "the config file is not UTF-8 text"))?;
+    serde_yaml::from_str(&text).map_err(|e| Error::Config {
+        path: path.to_path_buf(),
+        position: e.location().map(|l| (l.line(), l.column())),
+        message: e.to_string(),
     })
 }
 

@@ -4,5 +4,6 @@ mod support;
 
 mod check;
 mod gates;
+mod journal_compat;
 mod report;
 mod run;

@@ -96,9 +96,9 @@ fn verify(
     }
     if let Some(head) = expect_head {
         if head.len() != 64 || !head.chars().all(|c| c.is_ascii_hexdigit()) {
-            return Err(Error::Usage(format!(
-                "--expect-head {head}: give the full head hash, 64 hex digits, as `opsbook audit head` prints it"
-            )));
+            return Err(Error::BadHead {
+                head: head.to_string(),
+            });
         }
     }
     // The head of an empty journal is the genesis hash, which every journal starts from.

@@ -28,14 +28,9 @@ pub fn check(settings: &Settings, paths: &[PathBuf]) -> Result<i32> {
         }
     }
     if files.is_empty() {
-        return Err(Error::Usage(format!(
-            "no runbooks to check in {}",
-            targets
-                .iter()
-                .map(|t| t.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )));
+        return Err(Error::NoRunbooks {
+            dirs: targets.iter().map(|t| t.display().to_string()).collect(),
+        });
     }
     let mut all = Diagnostics::default();
     let mut checked_scripts = std::collections::BTreeSet::new();

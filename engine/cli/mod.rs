@@ -8,30 +8,37 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::config::Settings;
 use crate::error::{exit, Error, Result};
-use crate::exec::{self, RunRequest};
+use crate::exec::console::Console;
+use crate::exec::progress::Progress;
+use crate::exec::request::{self, Admission};
+use crate::exec::{self, RunRequest, RunResult};
+use crate::journal::event::RunStatus;
 use crate::journal::Journal;
+use crate::runbook::duration::format_duration;
 use crate::runbook::library;
 use crate::runbook::params::{parse_assignment, Params};
 use crate::runbook::plan::Plan;
-use crate::runbook::ChangePolicy;
 use crate::sys::abort::AbortSignal;
+use crate::term::console::TerminalConsole;
 use crate::term::{progress, prompt};
 
 mod audit;
 mod check;
-mod people;
+mod handover;
+mod operator;
 mod reports;
 mod resume;
 mod runs;
+mod signoff;
+mod training;
 
-use crate::exec::Supervision;
-use crate::people::directory::{Directory, PassphraseSource};
-use crate::runbook::Role;
+use crate::people::directory::Directory;
+use crate::term::prompt::TerminalPassphrases;
 
 /// Who a command acts as: `--as NAME` with a passphrase source.
 pub struct Identity {
     pub as_name: Option<String>,
-    pub passphrase: PassphraseSource,
+    pub passphrases: TerminalPassphrases,
 }
 
 #[derive(Debug, Parser)]
@@ -105,7 +112,7 @@ enum Command {
     /// Continue a parked or interrupted run
     Resume(resume::ResumeArgs),
     /// Sign a gate or manual step, or accept a supervised training run
-    Signoff(people::SignoffArgs),
+    Signoff(signoff::SignoffArgs),
     /// Pass a run to another operator (they take it on by resuming it)
     Handover {
         run: String,
@@ -117,7 +124,7 @@ enum Command {
     },
     /// Operators and roles
     #[command(subcommand)]
-    Operator(people::OperatorCommand),
+    Operator(operator::OperatorCommand),
     /// The training record: supervised runs per trainee and runbook, and qualification
     Training {
         /// A trainee [default: everyone]
@@ -195,19 +202,19 @@ fn execute(cli: Cli) -> Result<i32> {
     let settings = Settings::resolve(cli.db, cli.runbooks, cli.config)?;
     let identity = Identity {
         as_name: cli.as_name,
-        passphrase: PassphraseSource {
+        passphrases: TerminalPassphrases {
             file: cli.passphrase_file,
         },
     };
     match cli.command {
         Command::Run(args) => run(&settings, &identity, args, cli.no_progress),
         Command::Resume(args) => resume::resume(&settings, &identity, args, cli.no_progress),
-        Command::Signoff(args) => people::signoff(&settings, &identity, args),
+        Command::Signoff(args) => signoff::signoff(&settings, &identity, args),
         Command::Handover { run, to, note } => {
-            people::handover(&settings, &identity, &run, &to, &note)
+            handover::handover(&settings, &identity, &run, &to, &note)
         }
-        Command::Operator(command) => people::operator(&settings, &identity, command),
-        Command::Training { name, json } => people::training(&settings, name.as_deref(), json),
+        Command::Operator(command) => operator::operator(&settings, &identity, command),
+        Command::Training { name, json } => training::training(&settings, name.as_deref(), json),
         Command::Check { paths } => check::check(&settings, &paths),
         Command::List { json } => check::list(&settings, json),
         Command::Runs {
@@ -247,23 +254,26 @@ fn run(settings: &Settings, identity: &Identity, args: RunArgs, no_progress: boo
         &|var| std::env::var(var).ok(),
         &prompt::TerminalSecrets,
     )?;
-    if plan.runbook.change == ChangePolicy::Required && args.change.is_none() && !args.dry_run {
-        return Err(Error::Refused(format!(
-            "runbook `{}` changes production and needs an approved change request: pass --change CR-ID (or try it with --dry-run)",
-            plan.runbook.runbook
-        )));
-    }
     let mut journal = Journal::open(&settings.db)?;
     let operator = Directory::new(&mut journal)
-        .authenticate(identity.as_name.as_deref(), &identity.passphrase)?;
-    let supervision = supervision(&mut journal, &operator, &plan, args.supervisor.as_deref())?;
+        .authenticate(identity.as_name.as_deref(), &identity.passphrases)?;
+    let supervision = request::admit(
+        &mut journal,
+        Admission {
+            plan: &plan,
+            operator: &operator,
+            supervisor: args.supervisor.as_deref(),
+            change: args.change.as_deref(),
+            dry_run: args.dry_run,
+        },
+    )?;
     let request = RunRequest {
         plan,
         engine,
         params,
         operator,
         dry_run: args.dry_run,
-        interactive: !args.non_interactive && prompt::is_interactive(),
+        console: terminal_console(args.non_interactive),
         wait: args.wait,
         supervision,
         change: args.change,
@@ -279,71 +289,14 @@ fn run(settings: &Settings, identity: &Identity, args: RunArgs, no_progress: boo
     )
 }
 
-/// Who supervises this run: the named supervisor, or nobody — and whether a trainee may run
-/// it unsupervised (qualified by enough accepted supervised runs).
-fn supervision(
-    journal: &mut Journal,
-    operator: &crate::people::directory::Operator,
-    plan: &Plan,
-    supervisor: Option<&str>,
-) -> Result<Option<Supervision>> {
-    let mut directory = Directory::new(journal);
-    if let Some(name) = supervisor {
-        let registered = directory.count()? > 0;
-        let person = match directory.get(name)? {
-            Some(o) if o.disabled => {
-                return Err(Error::Usage(format!("the supervisor `{name}` is disabled")))
-            }
-            Some(o) if o.role != Role::Supervisor => {
-                return Err(Error::Usage(format!(
-                    "`{name}` has the role {}, not supervisor",
-                    o.role.name()
-                )))
-            }
-            Some(o) => o.person,
-            None if !registered => name.to_string(),
-            None => {
-                return Err(Error::Usage(format!(
-                    "no operator named `{name}`; `opsbook operator list` shows them"
-                )))
-            }
-        };
-        if person == operator.person {
-            return Err(Error::Usage(format!(
-                "{} cannot supervise their own training run",
-                operator.name
-            )));
-        }
-        return Ok(Some(Supervision {
-            supervisor: name.to_string(),
-            person,
-        }));
-    }
-    if operator.role != Some(Role::Trainee) {
-        return Ok(None);
-    }
-    let runbook = &plan.runbook.runbook;
-    match plan.runbook.qualification.as_ref().map(|q| q.supervised_runs) {
-        None => Err(Error::Refused(format!(
-            "{} is a trainee, and runbook `{runbook}` has no qualification path: run it under supervision with --supervisor NAME",
-            operator.name
-        ))),
-        Some(needed) => {
-            let accepted = people::accepted_runs(journal, &operator.person, runbook)?;
-            if accepted >= needed as usize {
-                Ok(None)
-            } else {
-                Err(Error::Refused(format!(
-                    "{} is a trainee with {accepted} of {needed} accepted supervised runs of `{runbook}`: {} more needed before running it unsupervised (run it with --supervisor NAME)",
-                    operator.name,
-                    needed as usize - accepted
-                )))
-            }
-        }
-    }
+/// The terminal's console, when a person is there to answer and may be asked.
+fn terminal_console(non_interactive: bool) -> Option<Arc<dyn Console>> {
+    (!non_interactive && prompt::is_interactive())
+        .then(|| Arc::new(TerminalConsole) as Arc<dyn Console>)
 }
 
-/// Runs the executor on a fresh runtime, with signals handled, and returns the exit code.
+/// Runs the executor on a fresh runtime, with signals handled; says what to do next, and
+/// returns the exit code.
 fn drive(
     settings: &Settings,
     request: RunRequest,
@@ -358,22 +311,57 @@ fn drive(
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
-        .build()?;
-    let display: Arc<dyn progress::Progress> = Arc::from(progress::choose(no_progress));
+        .build()
+        .map_err(|e| Error::io("cannot start the runtime", e))?;
+    let display: Arc<dyn Progress> = Arc::from(progress::choose(no_progress));
     let result = runtime.block_on(async {
         let abort = AbortSignal::default();
         abort.listen_for_signals();
-        exec::run(request, journal, display, abort).await
+        exec::run(request, journal, display.clone(), abort).await
     })?;
     // Rhai or shell work that ignored its stop request must not hold the process open.
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    for line in next_steps(&result) {
+        display.message(&line);
+    }
     if let Some(path) = report {
         reports::write_run_report(settings, &result.run_id, path, None)?;
         println!("report: {}", path.display());
     }
-    Ok(result.exit_code)
+    Ok(result.status.exit_code())
+}
+
+/// What the operator reads when a drive ends: how it ended and what to do next.
+fn next_steps(result: &RunResult) -> Vec<String> {
+    let id = &result.run_id;
+    let mut lines = Vec::new();
+    for parked in &result.parked {
+        lines.push(format!(
+            "  sign it from any terminal: opsbook signoff {id} --step {} --approve [--comment TEXT] --as NAME\n  binding {}",
+            parked.step, parked.binding
+        ));
+    }
+    let took = format_duration(result.elapsed);
+    let summary = &result.summary;
+    lines.push(match (&result.awaiting_acceptance_by, result.status) {
+        (Some(supervisor), _) => format!(
+            "run {id} {} in {took}: {summary}. It awaits acceptance by the supervisor {supervisor}: opsbook signoff {id} --accept (or --reject-run) --as {supervisor}",
+            result.outcome.name()
+        ),
+        (None, RunStatus::AwaitingSignoff) => format!(
+            "run {id} parked ({summary}); it waits for a person. Continue it with: opsbook resume {id}"
+        ),
+        (None, status) => format!(
+            "run {id} {} in {took}: {summary}. Details: opsbook show {id}",
+            status.name()
+        ),
+    });
+    lines
 }
 
 pub(crate) fn to_json(value: &impl serde::Serialize) -> Result<String> {
-    serde_json::to_string_pretty(value).map_err(|e| Error::Internal(format!("JSON output: {e}")))
+    serde_json::to_string_pretty(value).map_err(|e| Error::Encode {
+        what: "the JSON output",
+        problem: e.to_string(),
+    })
 }

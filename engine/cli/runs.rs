@@ -16,9 +16,11 @@ pub fn runs(
 ) -> Result<i32> {
     let wanted_status = match status {
         Some(s) => Some(RunStatus::parse(s).ok_or_else(|| {
-            Error::Usage(format!(
-                "--status {s}: use one of running, awaiting-signoff, awaiting-acceptance, succeeded, failed, aborted, rejected"
-            ))
+            Error::BadValue {
+                flag: "--status",
+                value: s.to_string(),
+                expected: "use one of running, awaiting-signoff, awaiting-acceptance, succeeded, failed, aborted, rejected".into(),
+            }
         })?),
         None => None,
     };

@@ -286,10 +286,9 @@ impl Executor {
     }
 
     pub(super) fn script_inputs(&self) -> Result<ScriptInputs> {
-        let vars = self
-            .vars
-            .lock()
-            .map_err(|_| Error::Internal("the outputs lock was poisoned".into()))?;
+        let vars = self.vars.lock().map_err(|_| Error::Poisoned {
+            what: "step outputs",
+        })?;
         Ok(ScriptInputs {
             params: self.params_rhai.clone(),
             vars: vars.rhai.clone(),

@@ -5,7 +5,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
-use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -13,9 +12,13 @@ use std::time::{Duration, Instant};
 use rhai::Engine;
 use serde_json::{Map, Value};
 
-use crate::error::{exit, Error, Result};
+use crate::error::{Error, Result};
+use crate::exec::console::Console;
+use crate::exec::progress::{FinishedStep, Progress};
 use crate::exec::redact::Redactor;
-use crate::journal::event::{AttemptStatus, Event, Phase, RunStatus, StepStatus};
+use crate::journal::event::{
+    AttemptStatus, Event, InterruptedDecision, Phase, RunStatus, StepStatus,
+};
 use crate::journal::lease::Lease;
 use crate::journal::view::{RunView, StepView};
 use crate::journal::Journal;
@@ -30,60 +33,21 @@ use crate::script::{self, ScriptContext, ScriptInputs, ScriptOutcome};
 use crate::sys::abort::AbortSignal;
 use crate::sys::hostinfo;
 use crate::sys::shell::{self, CommandSpec};
-use crate::term::progress::{FinishedStep, Progress};
-use crate::term::prompt;
 
 mod attempts;
-mod people;
+mod attended;
+pub mod console;
+pub mod progress;
+mod record;
 pub mod redact;
+pub mod request;
+pub mod resume;
+mod rollback;
 
-pub use people::signoff_event;
+pub use request::{ParkedStep, RunRequest, RunResult, Supervision};
+pub use resume::{InterruptedChoice, Resumption};
 
-pub struct RunRequest {
-    pub plan: Plan,
-    pub engine: Arc<Engine>,
-    pub params: Params,
-    pub operator: Operator,
-    pub dry_run: bool,
-    /// A person can answer prompts (a terminal, and not `--non-interactive`).
-    pub interactive: bool,
-    /// Without a person to ask, keep polling the journal for a sign-off instead of parking.
-    pub wait: bool,
-    /// A supervised training run: the supervisor counter-signs every gate and manual step.
-    pub supervision: Option<Supervision>,
-    pub change: Option<String>,
-    /// The journal's path, for the lease.
-    pub db: PathBuf,
-    /// Continue an existing run instead of starting one.
-    pub resume: Option<Resumption>,
-}
-
-#[derive(Debug, Clone)]
-pub struct Supervision {
-    pub supervisor: String,
-    pub person: String,
-}
-
-/// What to do with a step that was started and never finished.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum InterruptedChoice {
-    Rerun { why: String },
-    MarkDone { comment: String },
-    Abort,
-}
-
-/// An existing run to continue, with the decisions about its interrupted steps.
-pub struct Resumption {
-    pub view: RunView,
-    pub lease: Lease,
-    pub choices: HashMap<String, InterruptedChoice>,
-}
-
-pub struct RunResult {
-    pub run_id: String,
-    pub status: RunStatus,
-    pub exit_code: i32,
-}
+use record::Pending;
 
 /// How one step ended, as the run loop sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,7 +64,7 @@ pub struct Executor {
     params_rhai: rhai::Map,
     operator: Operator,
     dry_run: bool,
-    interactive: bool,
+    console: Option<Arc<dyn Console>>,
     run_id: String,
     journal: Mutex<Journal>,
     redactor: Arc<Redactor>,
@@ -124,23 +88,8 @@ pub struct Executor {
     rollback_for: Option<String>,
     /// A step's end, journaled together with whatever comes next (see `defer`).
     pending: Mutex<Pending>,
-}
-
-/// Events that wait for the next commit, and the lines to show once they are durable.
-#[derive(Default)]
-struct Pending {
-    events: Vec<Event>,
-    lines: Vec<FinishedLine>,
-}
-
-/// A finished step's line, shown once its end is durable.
-struct FinishedLine {
-    id: String,
-    name: String,
-    status: StepStatus,
-    duration: Option<Duration>,
-    detail: Option<String>,
-    advances: bool,
+    /// Steps this drive parked at.
+    parked: Mutex<Vec<ParkedStep>>,
 }
 
 /// Starts a new run of `request` (or continues `request.resume`) and drives it until it
@@ -184,7 +133,7 @@ pub async fn run(
         params: request.params,
         operator: request.operator,
         dry_run: request.dry_run,
-        interactive: request.interactive,
+        console: request.console,
         run_id,
         journal: Mutex::new(journal),
         redactor,
@@ -203,6 +152,7 @@ pub async fn run(
         choices,
         rollback_for: prior.rollback_for,
         pending: Mutex::new(Pending::default()),
+        parked: Mutex::new(Vec::new()),
     };
     let result = if resumed {
         executor.resume().await
@@ -236,7 +186,12 @@ impl Vars {
             Some(mut map) => {
                 map.insert(step.into(), converted);
             }
-            None => return Err(Error::Internal("step outputs are not a map".into())),
+            // The map is created as a map in `from_json` and only ever written as one.
+            None => {
+                return Err(Error::Poisoned {
+                    what: "step outputs",
+                })
+            }
         }
         self.json
             .insert(step.to_string(), Value::Object(outputs.clone()));
@@ -289,16 +244,6 @@ impl PriorState {
         }
         state
     }
-}
-
-/// Interrupted steps of a run that need a decision: scripts and commands that were started
-/// and never finished (gates, manual steps and groups are simply re-entered).
-pub fn interrupted_steps<'a>(plan: &'a Plan, view: &RunView) -> Vec<&'a PlannedStep> {
-    plan.all_steps()
-        .into_iter()
-        .filter(|s| matches!(s.kind, StepKind::Rhai { .. } | StepKind::Shell { .. }))
-        .filter(|s| view.step(&s.id).is_some_and(|v| v.status.is_none()))
-        .collect()
 }
 
 impl Executor {
@@ -441,60 +386,42 @@ impl Executor {
         Ok(RunStatus::Aborted)
     }
 
+    /// Journals the run's end (unless it parked) and says how the drive ended; what to do
+    /// next is the caller's to say.
     fn conclude(&self, status: RunStatus, elapsed: Duration) -> Result<RunResult> {
-        let exit_code = match status {
-            RunStatus::Succeeded => exit::SUCCESS,
-            RunStatus::Failed => exit::STEP_FAILED,
-            RunStatus::AwaitingSignoff => exit::AWAITING_SIGNOFF,
-            RunStatus::Aborted | RunStatus::Rejected => exit::REJECTED_OR_ABORTED,
-            RunStatus::Running => exit::STEP_FAILED,
-            RunStatus::AwaitingAcceptance => exit::AWAITING_SIGNOFF,
-        };
         let summary = self.summary();
-        if let (Some(s), true) = (&self.supervision, status != RunStatus::AwaitingSignoff) {
+        if status != RunStatus::AwaitingSignoff {
             self.record(Event::RunFinished {
                 status,
-                exit_code,
+                exit_code: status.exit_code(),
                 summary: summary.clone(),
             })?;
-            self.progress.message(&format!(
-                "run {} {} in {}: {summary}. It awaits acceptance by the supervisor {}: opsbook signoff {} --accept (or --reject-run) --as {}",
-                self.run_id,
-                status.name(),
-                format_duration(elapsed),
-                s.supervisor,
-                self.run_id,
-                s.supervisor
-            ));
-            return Ok(RunResult {
-                run_id: self.run_id.clone(),
-                status: RunStatus::AwaitingAcceptance,
-                exit_code: exit::AWAITING_SIGNOFF,
-            });
         }
-        if status == RunStatus::AwaitingSignoff {
-            self.progress.message(&format!(
-                "run {} parked ({summary}); it waits for a person. Continue it with: opsbook resume {}",
-                self.run_id, self.run_id
-            ));
-        } else {
-            self.record(Event::RunFinished {
-                status,
-                exit_code,
-                summary: summary.clone(),
+        let parked = self
+            .parked
+            .lock()
+            .map(|p| p.clone())
+            .map_err(|_| Error::Poisoned {
+                what: "parked steps",
             })?;
-            self.progress.message(&format!(
-                "run {} {} in {}: {summary}. Details: opsbook show {}",
-                self.run_id,
-                status.name(),
-                format_duration(elapsed),
-                self.run_id
-            ));
-        }
+        let supervisor = self
+            .supervision
+            .as_ref()
+            .filter(|_| status != RunStatus::AwaitingSignoff)
+            .map(|s| s.supervisor.clone());
         Ok(RunResult {
             run_id: self.run_id.clone(),
-            status,
-            exit_code,
+            // A finished training run awaits the supervisor's acceptance.
+            status: if supervisor.is_some() {
+                RunStatus::AwaitingAcceptance
+            } else {
+                status
+            },
+            outcome: status,
+            summary,
+            elapsed,
+            awaiting_acceptance_by: supervisor,
+            parked,
         })
     }
 
@@ -548,62 +475,6 @@ impl Executor {
             ));
         }
         parts.join(", ")
-    }
-
-    /// Journals an event, secrets masked, in its own durable transaction.
-    fn record(&self, event: Event) -> Result<()> {
-        self.record_all(vec![event])
-    }
-
-    /// Journals events, secrets masked, in one durable transaction — preceded by any step's
-    /// end that was waiting for it — and then shows the lines of the ends it made durable.
-    fn record_all(&self, events: Vec<Event>) -> Result<()> {
-        let (events, lines) = {
-            let mut pending = self
-                .pending
-                .lock()
-                .map_err(|_| Error::Internal("the pending events lock was poisoned".into()))?;
-            let mut all = std::mem::take(&mut pending.events);
-            all.extend(events);
-            (all, std::mem::take(&mut pending.lines))
-        };
-        if events.is_empty() {
-            return Ok(());
-        }
-        self.commit(events)?;
-        for line in lines {
-            self.progress.step_finished(&FinishedStep {
-                id: &line.id,
-                name: &line.name,
-                status: line.status,
-                duration: line.duration,
-                detail: line.detail.as_deref(),
-                advances: line.advances,
-            });
-        }
-        Ok(())
-    }
-
-    fn commit(&self, events: Vec<Event>) -> Result<()> {
-        let events = if self.redactor.is_empty() {
-            events
-        } else {
-            events
-                .into_iter()
-                .map(|event| {
-                    let mut value = serde_json::to_value(&event)
-                        .map_err(|e| Error::Internal(format!("event to JSON: {e}")))?;
-                    self.redactor.value(&mut value);
-                    serde_json::from_value(value)
-                        .map_err(|e| Error::Internal(format!("event from JSON: {e}")))
-                })
-                .collect::<Result<Vec<_>>>()?
-        };
-        let mut journal = self
-            .journal
-            .lock()
-            .map_err(|_| Error::Internal("the journal lock was poisoned".into()))?;
-        journal.append_all(&self.run_id, &events)
     }
 
     // ----- one step ----------------------------------------------------------------------
@@ -716,13 +587,15 @@ impl Executor {
             .cloned()
             .unwrap_or(InterruptedChoice::Abort);
         let (decision, comment) = match &choice {
-            InterruptedChoice::Rerun { why } => ("rerun", Some(why.clone())),
-            InterruptedChoice::MarkDone { comment } => ("marked-done", Some(comment.clone())),
-            InterruptedChoice::Abort => ("abort", None),
+            InterruptedChoice::Rerun { why } => (InterruptedDecision::Rerun, Some(why.clone())),
+            InterruptedChoice::MarkDone { comment } => {
+                (InterruptedDecision::MarkedDone, Some(comment.clone()))
+            }
+            InterruptedChoice::Abort => (InterruptedDecision::Abort, None),
         };
         self.record(Event::InterruptedStepDecided {
             step: step.id.clone(),
-            decision: decision.into(),
+            decision,
             by: self.operator.name.clone(),
             comment,
         })?;
@@ -741,157 +614,6 @@ impl Executor {
                 self.end(step, StepStatus::Aborted, 0, Some(reason), None, advances)
                     .map(Some)
             }
-        }
-    }
-
-    fn begin(&self, step: &PlannedStep, phase: Phase, group: Option<&str>) -> Result<()> {
-        self.record(Event::StepStarted {
-            step: step.id.clone(),
-            name: step.name.clone(),
-            kind: step.kind.name().into(),
-            phase,
-            group: group.map(str::to_string),
-        })?;
-        if let Ok(mut started) = self.started.lock() {
-            started.insert(step.id.clone());
-        }
-        self.progress.step_started(&step.id, &step.name);
-        Ok(())
-    }
-
-    fn end(
-        &self,
-        step: &PlannedStep,
-        status: StepStatus,
-        attempts: u32,
-        reason: Option<String>,
-        duration: Option<Duration>,
-        advances: bool,
-    ) -> Result<StepOutcome> {
-        self.end_after(
-            Vec::new(),
-            step,
-            status,
-            attempts,
-            reason,
-            duration,
-            advances,
-        )
-    }
-
-    /// Ends a step, journaling `before` (its last attempt, its expectation) in the same
-    /// transaction as the step's end.
-    #[allow(clippy::too_many_arguments)]
-    fn end_after(
-        &self,
-        mut before: Vec<Event>,
-        step: &PlannedStep,
-        status: StepStatus,
-        attempts: u32,
-        reason: Option<String>,
-        duration: Option<Duration>,
-        advances: bool,
-    ) -> Result<StepOutcome> {
-        let reason = reason.map(|r| self.redactor.text(&r));
-        before.push(Event::StepFinished {
-            step: step.id.clone(),
-            status,
-            attempts,
-            reason: reason.clone(),
-        });
-        self.defer(before, step, status, duration, reason, advances)
-    }
-
-    /// A step's end is journaled in the same transaction as what the run does next (the next
-    /// step's start, a pause, the run's end), and always before that next thing happens: one
-    /// durable commit per step instead of two. Its line is shown once it is durable.
-    fn defer(
-        &self,
-        events: Vec<Event>,
-        step: &PlannedStep,
-        status: StepStatus,
-        duration: Option<Duration>,
-        detail: Option<String>,
-        advances: bool,
-    ) -> Result<StepOutcome> {
-        self.count(step, status);
-        let mut pending = self
-            .pending
-            .lock()
-            .map_err(|_| Error::Internal("the pending events lock was poisoned".into()))?;
-        pending.events.extend(events);
-        pending.lines.push(FinishedLine {
-            id: step.id.clone(),
-            name: step.name.clone(),
-            status,
-            duration,
-            detail,
-            advances,
-        });
-        Ok(StepOutcome::Done(status))
-    }
-
-    fn skip(
-        &self,
-        step: &PlannedStep,
-        phase: Phase,
-        group: Option<&str>,
-        reason: String,
-        would_run: Option<String>,
-        advances: bool,
-    ) -> Result<StepOutcome> {
-        let status = if would_run.is_some() {
-            StepStatus::WouldRun
-        } else {
-            StepStatus::Skipped
-        };
-        let would_run = would_run.map(|w| self.redactor.text(&w));
-        let skipped = Event::StepSkipped {
-            step: step.id.clone(),
-            name: step.name.clone(),
-            kind: step.kind.name().into(),
-            phase,
-            group: group.map(str::to_string),
-            reason: reason.clone(),
-            would_run: would_run.clone(),
-        };
-        let detail = would_run
-            .map(|w| format!("would run: {w}"))
-            .unwrap_or(reason);
-        self.defer(vec![skipped], step, status, None, Some(detail), advances)
-    }
-
-    fn finished(
-        &self,
-        step: &PlannedStep,
-        status: StepStatus,
-        duration: Option<Duration>,
-        detail: Option<&str>,
-        advances: bool,
-    ) {
-        self.count(step, status);
-        self.progress.step_finished(&FinishedStep {
-            id: &step.id,
-            name: &step.name,
-            status,
-            duration,
-            detail,
-            advances,
-        });
-    }
-
-    /// Counts a finished step for the summary (group entries are not steps of their own).
-    fn count(&self, step: &PlannedStep, status: StepStatus) {
-        if matches!(step.kind, StepKind::Parallel(_)) {
-            return;
-        }
-        let phase = if self.plan.rollback.iter().any(|r| r.id == step.id) {
-            Phase::Rollback
-        } else {
-            Phase::Main
-        };
-        if let Ok(mut tally) = self.tally.lock() {
-            tally.push((phase, status));
         }
     }
 
@@ -925,51 +647,6 @@ impl Executor {
             StepKind::Parallel(members) => format!("parallel group of {}", members.len()),
         }
     }
-
-    // ----- rollback ------------------------------------------------------------------------
-
-    async fn rollback(&self, failed: &PlannedStep) -> Result<()> {
-        let planned: Vec<String> = self
-            .plan
-            .rollback
-            .iter()
-            .rev()
-            .map(|s| s.id.clone())
-            .collect();
-        self.record(Event::RollbackStarted {
-            failed_step: failed.id.clone(),
-            steps: planned.clone(),
-        })?;
-        if planned.is_empty() {
-            self.progress.message(&format!(
-                "step `{}` failed; it asks for a rollback, but the runbook has no rollback steps",
-                failed.id
-            ));
-            return Ok(());
-        }
-        self.progress.message(&format!(
-            "step `{}` failed; rolling back: {}",
-            failed.id,
-            planned.join(", ")
-        ));
-        let started = self.started.lock().map(|s| s.clone()).unwrap_or_default();
-        for step in self.plan.rollback.iter().rev() {
-            if let Some(undone) = step.undo.as_ref().filter(|u| !started.contains(*u)) {
-                let reason = format!("it undoes `{undone}`, which did not run");
-                self.skip(step, Phase::Rollback, None, reason, None, false)?;
-                continue;
-            }
-            let outcome = self.run_step(step, Phase::Rollback, None).await?;
-            if outcome == StepOutcome::Done(StepStatus::Failed)
-                && step.on_failure == OnFailure::Abort
-            {
-                self.progress
-                    .message(&format!("rollback stopped: step `{}` failed", step.id));
-                break;
-            }
-        }
-        Ok(())
-    }
 }
 
 fn to_rhai_map(values: impl IntoIterator<Item = (String, Value)>) -> Result<rhai::Map> {
@@ -977,7 +654,10 @@ fn to_rhai_map(values: impl IntoIterator<Item = (String, Value)>) -> Result<rhai
         .into_iter()
         .map(|(k, v)| match rhai::serde::to_dynamic(&v) {
             Ok(d) => Ok((k.into(), d)),
-            Err(e) => Err(Error::Internal(format!("value of `{k}` for a script: {e}"))),
+            Err(e) => Err(Error::Encode {
+                what: "a value for a script",
+                problem: format!("`{k}`: {e}"),
+            }),
         })
         .collect()
 }

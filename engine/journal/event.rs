@@ -60,6 +60,18 @@ pub enum RunStatus {
 }
 
 impl RunStatus {
+    /// The exit code of a run that ends (or stops) in this status: journaled with the run's
+    /// end, and the exit code of the process that drove it.
+    pub fn exit_code(self) -> i32 {
+        use crate::error::exit;
+        match self {
+            RunStatus::Succeeded => exit::SUCCESS,
+            RunStatus::Failed | RunStatus::Running => exit::STEP_FAILED,
+            RunStatus::AwaitingSignoff | RunStatus::AwaitingAcceptance => exit::AWAITING_SIGNOFF,
+            RunStatus::Aborted | RunStatus::Rejected => exit::REJECTED_OR_ABORTED,
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             RunStatus::Running => "running",
@@ -85,6 +97,49 @@ impl RunStatus {
         .into_iter()
         .find(|s| s.name() == text)
     }
+}
+
+/// The stored words of the decisions and actions that events record: each enum's serde names
+/// are exactly the words journals have always held, so the canonical bytes do not change.
+macro_rules! stored_words {
+    ($($(#[$doc:meta])* $ty:ident { $($variant:ident => $word:literal),+ $(,)? })+) => {$(
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+        pub enum $ty {
+            $(#[serde(rename = $word)] $variant),+
+        }
+
+        impl $ty {
+            pub fn name(self) -> &'static str {
+                match self {
+                    $($ty::$variant => $word),+
+                }
+            }
+        }
+
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.name())
+            }
+        }
+    )+};
+}
+
+stored_words! {
+    /// A signer's verdict on a gate or manual step.
+    SignoffDecision { Approved => "approved", Rejected => "rejected" }
+    /// What the person at the terminal did with a manual step (or a trainee's own tick).
+    StepDecision { Done => "done", Skipped => "skipped", Aborted => "aborted" }
+    /// What to do with a step that was started and never finished.
+    InterruptedDecision { Rerun => "rerun", MarkedDone => "marked-done", Abort => "abort" }
+    /// What a gate's timeout did (it never approves).
+    TimeoutAction { Reject => "reject", Abort => "abort" }
+    /// The supervisor's verdict on a whole training run.
+    AcceptanceDecision { Accepted => "accepted", Rejected => "rejected" }
+    /// A change to the operator directory.
+    OperatorAction { Added => "added", Disabled => "disabled", PassphraseChanged => "passphrase-changed" }
+    /// Who a parked run waits for.
+    WaitingFor { Signoff => "signoff", Operator => "operator", Countersign => "countersign" }
 }
 
 // Events are built one at a time and written at once; the size of the largest variant
@@ -172,7 +227,7 @@ pub enum Event {
     /// A manual step or a gate answered on the terminal.
     StepDecided {
         step: String,
-        decision: String,
+        decision: StepDecision,
         by: String,
         #[serde(skip_serializing_if = "Option::is_none")]
         comment: Option<String>,
@@ -180,7 +235,7 @@ pub enum Event {
     RunPaused {
         step: String,
         reason: String,
-        waiting_for: String,
+        waiting_for: WaitingFor,
     },
     AbortRequested {
         by: String,
@@ -202,7 +257,7 @@ pub enum Event {
     /// What to do with a step that was started and never finished.
     InterruptedStepDecided {
         step: String,
-        decision: String,
+        decision: InterruptedDecision,
         by: String,
         #[serde(skip_serializing_if = "Option::is_none")]
         comment: Option<String>,
@@ -214,7 +269,7 @@ pub enum Event {
         person: String,
         role: String,
         auth: String,
-        decision: String,
+        decision: SignoffDecision,
         #[serde(skip_serializing_if = "Option::is_none")]
         comment: Option<String>,
         /// The outputs of the `show` steps the signer was shown.
@@ -230,7 +285,7 @@ pub enum Event {
     },
     GateTimedOut {
         step: String,
-        action: String,
+        action: TimeoutAction,
     },
     HandedOver {
         from: String,
@@ -240,7 +295,7 @@ pub enum Event {
     },
     /// The supervisor's verdict on a whole supervised training run.
     AcceptanceDecided {
-        decision: String,
+        decision: AcceptanceDecision,
         by: String,
         #[serde(skip_serializing_if = "Option::is_none")]
         comment: Option<String>,
@@ -255,7 +310,7 @@ pub enum Event {
     },
     /// Operators are journaled too: who added, disabled or changed whom.
     OperatorChanged {
-        action: String,
+        action: OperatorAction,
         name: String,
         role: String,
         person: String,

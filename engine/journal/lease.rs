@@ -32,14 +32,19 @@ struct Holder {
 impl Lease {
     /// Takes the lease on `run_id`, or says who holds it (exit 5).
     pub fn acquire(db: &Path, run_id: &str) -> Result<Self> {
+        let sql = |e| Error::journal(db, e);
         let mut conn = open(db)?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let holder = holder_of(&tx, run_id)?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql)?;
+        let holder = holder_of(&tx, run_id).map_err(sql)?;
         if let Some(h) = holder.filter(is_live) {
-            return Err(Error::Refused(format!(
-                "run {run_id} is being driven by process {} on {} (lease renewed {}); wait for it, or stop that process",
-                h.pid, h.host, h.renewed_at
-            )));
+            return Err(Error::LeaseHeld {
+                run: run_id.to_string(),
+                pid: h.pid,
+                host: h.host,
+                renewed_at: h.renewed_at,
+            });
         }
         let now = now();
         tx.execute(
@@ -54,8 +59,9 @@ impl Lease {
                 hostinfo::hostname(),
                 now
             ],
-        )?;
-        tx.commit()?;
+        )
+        .map_err(sql)?;
+        tx.commit().map_err(sql)?;
         Ok(Self {
             db: db.to_path_buf(),
             run_id: run_id.to_string(),
@@ -83,7 +89,7 @@ impl Lease {
     /// Whether a live process other than this one holds the lease on `run_id`.
     pub fn is_held_elsewhere(db: &Path, run_id: &str) -> Result<bool> {
         let conn = open(db)?;
-        let holder = holder_of(&conn, run_id)?;
+        let holder = holder_of(&conn, run_id).map_err(|e| Error::journal(db, e))?;
         Ok(holder.is_some_and(|h| is_live(&h) && h.pid != std::process::id() as i64))
     }
 }
@@ -102,7 +108,7 @@ impl Drop for Lease {
     }
 }
 
-fn holder_of(conn: &Connection, run_id: &str) -> Result<Option<Holder>> {
+fn holder_of(conn: &Connection, run_id: &str) -> rusqlite::Result<Option<Holder>> {
     let holder = conn
         .query_row(
             "SELECT pid, process_start, host, renewed_at FROM leases WHERE run_id = ?1",
@@ -121,14 +127,13 @@ fn holder_of(conn: &Connection, run_id: &str) -> Result<Option<Holder>> {
 }
 
 fn open(db: &Path) -> Result<Connection> {
-    let conn = Connection::open(db).map_err(|e| Error::Journal {
-        path: db.to_path_buf(),
-        message: e.to_string(),
-    })?;
-    conn.busy_timeout(Duration::from_secs(15))?;
+    let sql = |e| Error::journal(db, e);
+    let conn = Connection::open(db).map_err(sql)?;
+    conn.busy_timeout(Duration::from_secs(15)).map_err(sql)?;
     // A lease is worth nothing after a crash (its process is gone), so its writes need no
     // fsync of their own; the journal's next durable commit carries them to disk anyway.
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(sql)?;
     Ok(conn)
 }
 
@@ -164,7 +169,10 @@ mod tests {
         let db = dir.path().join("j.db");
         crate::journal::Journal::open(&db).unwrap();
         let first = Lease::acquire(&db, "R").unwrap();
-        assert!(matches!(Lease::acquire(&db, "R"), Err(Error::Refused(_))));
+        assert!(matches!(
+            Lease::acquire(&db, "R"),
+            Err(Error::LeaseHeld { .. })
+        ));
         drop(first);
         let _again = Lease::acquire(&db, "R").unwrap();
 

@@ -65,11 +65,10 @@ pub struct StoredEvent {
 
 impl StoredEvent {
     pub fn event(&self) -> Result<Event> {
-        serde_json::from_str(&self.body).map_err(|e| {
-            Error::Internal(format!(
-                "journal event {} ({}) cannot be read: {e}",
-                self.seq, self.kind
-            ))
+        serde_json::from_str(&self.body).map_err(|e| Error::UnreadableEvent {
+            seq: self.seq,
+            kind: self.kind.clone(),
+            problem: e.to_string(),
         })
     }
 }
@@ -83,15 +82,13 @@ impl Journal {
     /// Opens (creating it and its folder when needed) and migrates the journal at `path`.
     pub fn open(path: &Path) -> Result<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| Error::Journal {
+            std::fs::create_dir_all(dir).map_err(|source| Error::JournalFolder {
                 path: path.to_path_buf(),
-                message: format!("cannot create its folder {}: {e}", dir.display()),
+                dir: dir.to_path_buf(),
+                source,
             })?;
         }
-        let fail = |e: rusqlite::Error| Error::Journal {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        };
+        let fail = |e: rusqlite::Error| Error::journal(path, e);
         let conn = Connection::open(path).map_err(fail)?;
         conn.busy_timeout(Duration::from_secs(15)).map_err(fail)?;
         conn.pragma_update(None, "journal_mode", "WAL")
@@ -103,7 +100,7 @@ impl Journal {
             conn,
             path: path.to_path_buf(),
         };
-        journal.migrate().map_err(|e| journal.error(e))?;
+        journal.migrate()?;
         Ok(journal)
     }
 
@@ -111,15 +108,14 @@ impl Journal {
         &self.path
     }
 
-    pub(super) fn error(&self, e: impl std::fmt::Display) -> Error {
-        Error::Journal {
-            path: self.path.clone(),
-            message: e.to_string(),
-        }
+    /// A database error of this journal, with its path.
+    pub(crate) fn error(&self, e: rusqlite::Error) -> Error {
+        Error::journal(&self.path, e)
     }
 
-    fn migrate(&mut self) -> Result<(), String> {
-        let sql = |e: rusqlite::Error| e.to_string();
+    fn migrate(&mut self) -> Result<()> {
+        let path = self.path.clone();
+        let sql = |e: rusqlite::Error| Error::journal(&path, e);
         // Up to date (the common case): nothing to write, so no commit to pay for.
         let current: usize = self
             .conn
@@ -136,10 +132,11 @@ impl Journal {
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .map_err(sql)?;
         if applied > MIGRATIONS.len() {
-            return Err(format!(
-                "the journal has schema version {applied}, newer than this opsbook knows ({}); use a newer opsbook",
-                MIGRATIONS.len()
-            ));
+            return Err(Error::JournalTooNew {
+                path: self.path.clone(),
+                version: applied,
+                known: MIGRATIONS.len(),
+            });
         }
         for migration in &MIGRATIONS[applied..] {
             tx.execute_batch(migration).map_err(sql)?;
@@ -258,10 +255,7 @@ impl Journal {
 }
 
 fn append_error(path: &Path, e: rusqlite::Error) -> Error {
-    Error::Journal {
-        path: path.to_path_buf(),
-        message: format!("cannot append an event: {e}"),
-    }
+    Error::journal(path, e)
 }
 
 fn query_events(

@@ -5,7 +5,10 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
-use crate::journal::event::{AttemptStatus, Event, Phase, RunStatus, StepStatus};
+use crate::journal::event::{
+    AcceptanceDecision, AttemptStatus, Event, Phase, RunStatus, SignoffDecision, StepStatus,
+    TimeoutAction, WaitingFor,
+};
 use crate::journal::{Journal, StoredEvent};
 
 #[derive(Debug, Clone, Serialize)]
@@ -76,7 +79,7 @@ pub struct Signoff {
     pub person: String,
     pub role: String,
     pub auth: String,
-    pub decision: String,
+    pub decision: SignoffDecision,
     pub comment: Option<String>,
     pub evidence: Map<String, Value>,
     pub binding: String,
@@ -94,7 +97,7 @@ pub struct Expectation {
 pub struct Pause {
     pub step: String,
     pub reason: String,
-    pub waiting_for: String,
+    pub waiting_for: WaitingFor,
     pub at: String,
 }
 
@@ -117,7 +120,7 @@ pub struct StepView {
     /// Sign-offs the policy refused: who tried, and why not.
     pub refusals: Vec<Decision>,
     pub expectation: Option<Expectation>,
-    pub timed_out: Option<String>,
+    pub timed_out: Option<TimeoutAction>,
 }
 
 impl StepView {
@@ -177,7 +180,7 @@ pub struct RunSummary {
     pub id: String,
     pub person: String,
     pub supervisor: Option<String>,
-    pub acceptance: Option<String>,
+    pub acceptance: Option<AcceptanceDecision>,
     pub runbook: String,
     pub version: u32,
     pub status: RunStatus,
@@ -196,9 +199,9 @@ pub struct RunSummary {
 impl RunView {
     /// Folds a run's events (in order) into its view.
     pub fn from_events(events: &[StoredEvent]) -> Result<Self> {
-        let first = events
-            .first()
-            .ok_or_else(|| Error::Internal("a run with no events".into()))?;
+        let Some(first) = events.first() else {
+            return Err(Error::RunWithoutStart { run: String::new() });
+        };
         let Event::RunStarted {
             runbook,
             title,
@@ -223,10 +226,9 @@ impl RunView {
             ..
         } = first.event()?
         else {
-            return Err(Error::Internal(format!(
-                "run {} does not begin with run_started",
-                first.run_id
-            )));
+            return Err(Error::RunWithoutStart {
+                run: first.run_id.clone(),
+            });
         };
         let mut view = RunView {
             id: first.run_id.clone(),
@@ -283,6 +285,7 @@ impl RunView {
 
     fn apply(&mut self, stored: &StoredEvent, event: Event) {
         let at = stored.at.clone();
+        self.status = status_after(&event, self.status, self.outcome, self.supervisor.is_some());
         match event {
             Event::RunStarted { .. } => {}
             Event::StepStarted {
@@ -362,7 +365,7 @@ impl RunView {
             } => {
                 if let Some(s) = self.step_mut(&step) {
                     s.decisions.push(Decision {
-                        decision,
+                        decision: decision.name().to_string(),
                         by,
                         comment,
                         at,
@@ -374,7 +377,6 @@ impl RunView {
                 reason,
                 waiting_for,
             } => {
-                self.status = RunStatus::AwaitingSignoff;
                 self.paused = Some(Pause {
                     step,
                     reason,
@@ -393,18 +395,12 @@ impl RunView {
                 summary,
             } => {
                 self.outcome = Some(status);
-                self.status = if self.supervisor.is_some() {
-                    RunStatus::AwaitingAcceptance
-                } else {
-                    status
-                };
                 self.exit_code = Some(exit_code);
                 self.summary = Some(summary);
                 self.finished_at = Some(at);
                 self.paused = None;
             }
             Event::RunResumed { by, .. } => {
-                self.status = RunStatus::Running;
                 self.paused = None;
                 self.resumes.push(Resume { by, at });
             }
@@ -482,12 +478,8 @@ impl RunView {
                 by,
                 comment,
             } => {
-                self.status = match (decision.as_str(), self.outcome) {
-                    ("accepted", Some(outcome)) => outcome,
-                    _ => RunStatus::Rejected,
-                };
                 self.acceptance = Some(Decision {
-                    decision,
+                    decision: decision.name().to_string(),
                     by,
                     comment,
                     at,
@@ -543,11 +535,11 @@ pub fn resolve_run_id(journal: &Journal, id: &str) -> Result<String> {
     let matches = journal.find_runs(id)?;
     match matches.as_slice() {
         [one] => Ok(one.clone()),
-        [] => Err(Error::UnknownRun(id.to_string())),
-        many => Err(Error::Usage(format!(
-            "`{id}` matches {} runs; give more of the run id",
-            many.len()
-        ))),
+        [] => Err(Error::UnknownRun { id: id.to_string() }),
+        many => Err(Error::AmbiguousRun {
+            prefix: id.to_string(),
+            matches: many.len(),
+        }),
     }
 }
 
@@ -556,7 +548,12 @@ pub fn list_runs(journal: &Journal) -> Result<Vec<RunSummary>> {
     let mut runs: Vec<RunSummary> = Vec::new();
     let mut index = std::collections::HashMap::new();
     for stored in journal.run_level_events()? {
-        match stored.event()? {
+        let event = stored.event()?;
+        if let Some(&i) = index.get(&stored.run_id) {
+            let r: &mut RunSummary = &mut runs[i];
+            r.status = status_after(&event, r.status, r.outcome, r.supervisor.is_some());
+        }
+        match event {
             Event::RunStarted {
                 runbook,
                 version,
@@ -590,43 +587,45 @@ pub fn list_runs(journal: &Journal) -> Result<Vec<RunSummary>> {
                     interrupted: false,
                 });
             }
-            Event::RunPaused { .. } => {
-                if let Some(&i) = index.get(&stored.run_id) {
-                    runs[i].status = RunStatus::AwaitingSignoff;
-                }
-            }
             Event::RunFinished {
                 status, exit_code, ..
             } => {
                 if let Some(&i) = index.get(&stored.run_id) {
                     let r = &mut runs[i];
-                    r.status = if r.supervisor.is_some() {
-                        RunStatus::AwaitingAcceptance
-                    } else {
-                        status
-                    };
                     r.outcome = Some(status);
                     r.exit_code = Some(exit_code);
                     r.finished_at = Some(stored.at.clone());
                 }
             }
-            Event::RunResumed { .. } => {
-                if let Some(&i) = index.get(&stored.run_id) {
-                    runs[i].status = RunStatus::Running;
-                }
-            }
             Event::AcceptanceDecided { decision, .. } => {
                 if let Some(&i) = index.get(&stored.run_id) {
-                    let r = &mut runs[i];
-                    r.status = match (decision.as_str(), r.outcome) {
-                        ("accepted", Some(outcome)) => outcome,
-                        _ => RunStatus::Rejected,
-                    };
-                    r.acceptance = Some(decision);
+                    runs[i].acceptance = Some(decision);
                 }
             }
             _ => {}
         }
     }
     Ok(runs)
+}
+
+/// The run-level state transitions, folded in one place for the full view and the listing:
+/// a pause waits for a person, a resume runs again, a training run's end awaits acceptance,
+/// and the supervisor's verdict settles it.
+fn status_after(
+    event: &Event,
+    current: RunStatus,
+    outcome: Option<RunStatus>,
+    supervised: bool,
+) -> RunStatus {
+    match event {
+        Event::RunPaused { .. } => RunStatus::AwaitingSignoff,
+        Event::RunResumed { .. } => RunStatus::Running,
+        Event::RunFinished { .. } if supervised => RunStatus::AwaitingAcceptance,
+        Event::RunFinished { status, .. } => *status,
+        Event::AcceptanceDecided { decision, .. } => match (decision, outcome) {
+            (AcceptanceDecision::Accepted, Some(outcome)) => outcome,
+            _ => RunStatus::Rejected,
+        },
+        _ => current,
+    }
 }

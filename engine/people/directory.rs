@@ -6,8 +6,6 @@
 //! Aliases: an operator added with `--alias-of` is the same *person* as the other; four-eyes
 //! and `min_approvals` count people, not names.
 
-use std::path::PathBuf;
-
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
@@ -15,7 +13,7 @@ use rusqlite::{params, OptionalExtension, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::journal::event::Event;
+use crate::journal::event::{Event, OperatorAction};
 use crate::journal::{append_in, Journal};
 use crate::runbook::diagnostic::did_you_mean;
 use crate::runbook::Role;
@@ -88,32 +86,10 @@ pub struct OperatorRecord {
     pub created_at: String,
 }
 
-/// Where a passphrase comes from when one is needed.
-#[derive(Debug, Clone, Default)]
-pub struct PassphraseSource {
-    /// `--passphrase-file`.
-    pub file: Option<PathBuf>,
-}
-
-impl PassphraseSource {
-    /// The passphrase for `name`: the file, `OPSBOOK_PASSPHRASE`, or a hidden prompt.
-    pub fn get(&self, name: &str) -> Result<String> {
-        if let Some(path) = &self.file {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| Error::file(path, format!("cannot read the passphrase file: {e}")))?;
-            return Ok(text.trim_end_matches(['\n', '\r']).to_string());
-        }
-        if let Ok(value) = std::env::var("OPSBOOK_PASSPHRASE") {
-            return Ok(value);
-        }
-        if crate::term::prompt::is_interactive() {
-            return rpassword::prompt_password(format!("passphrase for {name}: "))
-                .map_err(|e| Error::Usage(format!("cannot read the passphrase: {e}")));
-        }
-        Err(Error::Auth(format!(
-            "`{name}` needs a passphrase: there is no terminal to ask on, so set OPSBOOK_PASSPHRASE or pass --passphrase-file FILE"
-        )))
-    }
+/// Where a passphrase comes from when one is needed: a file, the environment, a prompt. The
+/// terminal's own source is in `term`; a daemon or a test passes its own.
+pub trait Passphrases {
+    fn passphrase(&self, name: &str) -> Result<String>;
 }
 
 /// The registered operators, stored beside the journal.
@@ -126,25 +102,40 @@ impl<'a> Directory<'a> {
         Self { journal }
     }
 
+    /// A database error of the directory, with the journal's path.
+    fn sql(&self) -> impl Fn(rusqlite::Error) -> Error {
+        let path = self.journal.path().to_path_buf();
+        move |e| Error::journal(&path, e)
+    }
+
     pub fn count(&mut self) -> Result<usize> {
-        let n: i64 =
-            self.journal
-                .connection()
-                .query_row("SELECT COUNT(*) FROM operators", [], |r| r.get(0))?;
+        let sql = self.sql();
+        let n: i64 = self
+            .journal
+            .connection()
+            .query_row("SELECT COUNT(*) FROM operators", [], |r| r.get(0))
+            .map_err(sql)?;
         Ok(n as usize)
     }
 
     pub fn list(&mut self) -> Result<Vec<OperatorRecord>> {
-        let mut stmt = self.journal.connection().prepare(
-            "SELECT name, person, role, os_user, disabled, created_at FROM operators ORDER BY name",
-        )?;
+        let sql = self.sql();
+        let mut stmt = self
+            .journal
+            .connection()
+            .prepare(
+                "SELECT name, person, role, os_user, disabled, created_at FROM operators ORDER BY name",
+            )
+            .map_err(&sql)?;
         let rows = stmt
-            .query_map([], operator_from_row)?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+            .query_map([], operator_from_row)
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(&sql)?;
         Ok(rows)
     }
 
     fn find(&mut self, name: &str) -> Result<Option<(OperatorRecord, String)>> {
+        let sql = self.sql();
         let row = self
             .journal
             .connection()
@@ -154,7 +145,8 @@ impl<'a> Directory<'a> {
                 [name],
                 |r| Ok((operator_from_row(r)?, r.get(6)?)),
             )
-            .optional()?;
+            .optional()
+            .map_err(sql)?;
         Ok(row)
     }
 
@@ -164,22 +156,24 @@ impl<'a> Directory<'a> {
             .map(|l| l.into_iter().map(|o| o.name).collect())
             .unwrap_or_default();
         let hint = did_you_mean(name, names.iter().map(String::as_str));
-        Error::Auth(format!(
-            "no operator named `{name}`{hint}; `opsbook operator list` shows them"
-        ))
+        Error::UnknownOperator {
+            name: name.to_string(),
+            hint,
+        }
     }
 
     /// Establishes who is acting (see the module documentation).
     pub fn authenticate(
         &mut self,
         as_name: Option<&str>,
-        source: &PassphraseSource,
+        source: &dyn Passphrases,
     ) -> Result<Operator> {
+        let sql = self.sql();
         if self.count()? == 0 {
             return Ok(Operator::os_user());
         }
         match as_name {
-            Some(name) => self.verify(name, &source.get(name)?),
+            Some(name) => self.verify(name, &source.passphrase(name)?),
             None => {
                 let user = hostinfo::os_user();
                 let row: Option<String> = self
@@ -190,7 +184,8 @@ impl<'a> Directory<'a> {
                         [&user],
                         |r| r.get(0),
                     )
-                    .optional()?;
+                    .optional()
+                    .map_err(sql)?;
                 match row {
                     Some(name) => {
                         let (record, _) = self.find(&name)?.ok_or_else(|| self.unknown(&name))?;
@@ -201,9 +196,7 @@ impl<'a> Directory<'a> {
                             auth: AuthMethod::OsUser,
                         })
                     }
-                    None => Err(Error::Auth(format!(
-                        "no operator is registered for the OS user `{user}`; act as one with --as NAME (`opsbook operator list` shows them)"
-                    ))),
+                    None => Err(Error::NoOperatorForOsUser { user }),
                 }
             }
         }
@@ -215,15 +208,21 @@ impl<'a> Directory<'a> {
             return Err(self.unknown(name));
         };
         if record.disabled {
-            return Err(Error::Auth(format!("operator `{name}` is disabled")));
+            return Err(Error::ActingAsDisabled {
+                name: name.to_string(),
+            });
         }
-        let parsed = PasswordHash::new(&hash)
-            .map_err(|e| Error::Internal(format!("stored passphrase hash of `{name}`: {e}")))?;
+        let parsed = PasswordHash::new(&hash).map_err(|e| Error::OperatorRecordUnreadable {
+            name: name.to_string(),
+            problem: e.to_string(),
+        })?;
         if Argon2::default()
             .verify_password(passphrase.as_bytes(), &parsed)
             .is_err()
         {
-            return Err(Error::Auth(format!("wrong passphrase for `{name}`")));
+            return Err(Error::WrongPassphrase {
+                name: name.to_string(),
+            });
         }
         Ok(Operator {
             name: record.name,
@@ -243,17 +242,14 @@ impl<'a> Directory<'a> {
                 op.name.clone()
             }
             (false, _) => {
-                return Err(Error::Auth(
-                    "only a supervisor adds operators: act as one with --as NAME".into(),
-                ))
+                return Err(Error::NotAllowed {
+                    rule: "only a supervisor adds operators: act as one with --as NAME".into(),
+                })
             }
         };
         check_name(&new.name)?;
         if self.find(&new.name)?.is_some() {
-            return Err(Error::Usage(format!(
-                "operator `{}` exists already",
-                new.name
-            )));
+            return Err(Error::OperatorExists { name: new.name });
         }
         let person = match &new.alias_of {
             Some(other) => match self.find(other)? {
@@ -266,10 +262,12 @@ impl<'a> Directory<'a> {
         check_passphrase(&new.passphrase)?;
         let hash = hash_passphrase(&new.passphrase)?;
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let sql = self.sql();
         let tx = self
             .journal
             .connection()
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(&sql)?;
         tx.execute(
             "INSERT INTO operators (name, person, role, os_user, passphrase_hash, disabled, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6)",
@@ -277,25 +275,25 @@ impl<'a> Directory<'a> {
         )
         .map_err(|e| match e {
             rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
-                Error::Usage(format!(
-                    "the OS user `{}` is already mapped to another operator",
-                    new.os_user.clone().unwrap_or_default()
-                ))
+                Error::OsUserTaken {
+                    user: new.os_user.clone().unwrap_or_default(),
+                }
             }
-            other => other.into(),
+            other => sql(other),
         })?;
         append_in(
             &tx,
             OPERATORS_LOG,
             &Event::OperatorChanged {
-                action: "added".into(),
+                action: OperatorAction::Added,
                 name: new.name.clone(),
                 role: role.name().into(),
                 person: person.clone(),
                 by: by_name,
             },
-        )?;
-        tx.commit()?;
+        )
+        .map_err(&sql)?;
+        tx.commit().map_err(&sql)?;
         Ok(OperatorRecord {
             name: new.name,
             person,
@@ -309,16 +307,16 @@ impl<'a> Directory<'a> {
     /// Disables an operator (a verified supervisor only); a disabled operator cannot act.
     pub fn disable(&mut self, name: &str, by: &Operator) -> Result<()> {
         if !(by.verified() && by.role == Some(Role::Supervisor)) {
-            return Err(Error::Auth(
-                "only a supervisor disables operators: act as one with --as NAME".into(),
-            ));
+            return Err(Error::NotAllowed {
+                rule: "only a supervisor disables operators: act as one with --as NAME".into(),
+            });
         }
         let Some((record, _)) = self.find(name)? else {
             return Err(self.unknown(name));
         };
         self.change(
             name,
-            "disabled",
+            OperatorAction::Disabled,
             &record,
             by,
             "UPDATE operators SET disabled = 1 WHERE name = ?1",
@@ -330,9 +328,9 @@ impl<'a> Directory<'a> {
     pub fn set_passphrase(&mut self, name: &str, passphrase: &str, by: &Operator) -> Result<()> {
         let allowed = by.verified() && (by.name == name || by.role == Some(Role::Supervisor));
         if !allowed {
-            return Err(Error::Auth(format!(
-                "only `{name}` or a supervisor changes `{name}`'s passphrase"
-            )));
+            return Err(Error::NotAllowed {
+                rule: format!("only `{name}` or a supervisor changes `{name}`'s passphrase"),
+            });
         }
         let Some((record, _)) = self.find(name)? else {
             return Err(self.unknown(name));
@@ -341,7 +339,7 @@ impl<'a> Directory<'a> {
         let hash = hash_passphrase(passphrase)?;
         self.change(
             name,
-            "passphrase-changed",
+            OperatorAction::PassphraseChanged,
             &record,
             by,
             "UPDATE operators SET passphrase_hash = ?2 WHERE name = ?1",
@@ -352,32 +350,36 @@ impl<'a> Directory<'a> {
     fn change(
         &mut self,
         name: &str,
-        action: &str,
+        action: OperatorAction,
         record: &OperatorRecord,
         by: &Operator,
         sql: &str,
         value: Option<String>,
     ) -> Result<()> {
+        let fail = self.sql();
         let tx = self
             .journal
             .connection()
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(&fail)?;
         match value {
-            Some(v) => tx.execute(sql, params![name, v])?,
-            None => tx.execute(sql, params![name])?,
-        };
+            Some(v) => tx.execute(sql, params![name, v]),
+            None => tx.execute(sql, params![name]),
+        }
+        .map_err(&fail)?;
         append_in(
             &tx,
             OPERATORS_LOG,
             &Event::OperatorChanged {
-                action: action.into(),
+                action,
                 name: name.into(),
                 role: record.role.name().into(),
                 person: record.person.clone(),
                 by: by.name.clone(),
             },
-        )?;
-        tx.commit()?;
+        )
+        .map_err(&fail)?;
+        tx.commit().map_err(&fail)?;
         Ok(())
     }
 
@@ -432,17 +434,17 @@ fn check_name(name: &str) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(Error::Usage(format!(
-            "operator name `{name}`: use letters, digits, `-`, `_` and `.` (at most 64)"
-        )))
+        Err(Error::BadOperatorName {
+            name: name.to_string(),
+        })
     }
 }
 
 fn check_passphrase(passphrase: &str) -> Result<()> {
     if passphrase.chars().count() < MIN_PASSPHRASE_CHARS {
-        return Err(Error::Usage(format!(
-            "a passphrase needs at least {MIN_PASSPHRASE_CHARS} characters"
-        )));
+        return Err(Error::ShortPassphrase {
+            min: MIN_PASSPHRASE_CHARS,
+        });
     }
     Ok(())
 }
@@ -452,7 +454,10 @@ fn hash_passphrase(passphrase: &str) -> Result<String> {
     Argon2::default()
         .hash_password(passphrase.as_bytes(), &salt)
         .map(|h| h.to_string())
-        .map_err(|e| Error::Internal(format!("hashing the passphrase: {e}")))
+        .map_err(|e| Error::Encode {
+            what: "the passphrase hash",
+            problem: e.to_string(),
+        })
 }
 
 #[cfg(test)]
@@ -487,7 +492,7 @@ mod tests {
         assert_eq!(alias.person, "ann");
         assert!(matches!(
             d.verify("bob", "wrong-passphrase"),
-            Err(Error::Auth(_))
+            Err(Error::WrongPassphrase { .. })
         ));
         d.disable("bob", &ann).unwrap();
         assert!(d.verify("bob", "bob-passphrase").is_err());

@@ -6,6 +6,9 @@
 //! re-exported here as the word of the operator directory.
 
 pub mod directory;
+pub mod handover;
 pub mod policy;
+pub mod signoff;
+pub mod training;
 
 pub use crate::runbook::model::Role;

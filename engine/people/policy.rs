@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
+use crate::journal::event::{SignoffDecision, TimeoutAction};
 use crate::journal::view::{RunView, StepView};
 use crate::people::directory::Operator;
 use crate::runbook::duration::parse_duration;
@@ -132,15 +133,18 @@ pub enum Verdict {
 
 /// The verdict from the sign-offs journaled on `step` so far.
 pub fn verdict(policy: &Policy, step: &StepView) -> Verdict {
-    if let Some(action) = &step.timed_out {
-        let action = if action == "abort" {
-            OnTimeout::Abort
-        } else {
-            OnTimeout::Reject
+    if let Some(action) = step.timed_out {
+        let action = match action {
+            TimeoutAction::Abort => OnTimeout::Abort,
+            TimeoutAction::Reject => OnTimeout::Reject,
         };
         return Verdict::TimedOut { action };
     }
-    if let Some(rejection) = step.signoffs.iter().find(|s| s.decision == "rejected") {
+    if let Some(rejection) = step
+        .signoffs
+        .iter()
+        .find(|s| s.decision == SignoffDecision::Rejected)
+    {
         return Verdict::Rejected {
             by: rejection.signer.clone(),
             at: rejection.at.clone(),
@@ -149,7 +153,7 @@ pub fn verdict(policy: &Policy, step: &StepView) -> Verdict {
     let mut people: Vec<&str> = step
         .signoffs
         .iter()
-        .filter(|s| s.decision == "approved")
+        .filter(|s| s.decision == SignoffDecision::Approved)
         .map(|s| s.person.as_str())
         .collect();
     people.sort();
@@ -237,7 +241,7 @@ pub fn check_signer(
         && step
             .signoffs
             .iter()
-            .any(|s| s.decision == "approved" && s.person == signer.person)
+            .any(|s| s.decision == SignoffDecision::Approved && s.person == signer.person)
     {
         return Err(format!(
             "{} has already approved this step (as {}); another person must give the next approval",
@@ -313,4 +317,12 @@ pub fn describe_evidence(evidence: &Map<String, Value>) -> Vec<String> {
             )
         })
         .collect()
+}
+
+/// The journaled word for what a gate's timeout does.
+pub fn timeout_action(on_timeout: OnTimeout) -> TimeoutAction {
+    match on_timeout {
+        OnTimeout::Abort => TimeoutAction::Abort,
+        OnTimeout::Reject => TimeoutAction::Reject,
+    }
 }

@@ -47,9 +47,9 @@ impl Format {
             "md" | "markdown" => Ok(Format::Markdown),
             "json" => Ok(Format::Json),
             "junit" | "xml" => Ok(Format::Junit),
-            other => Err(Error::Usage(format!(
-                "unknown report format `{other}`: use html, md, json or junit"
-            ))),
+            other => Err(Error::UnknownReportFormat {
+                name: other.to_string(),
+            }),
         }
     }
 
@@ -60,10 +60,9 @@ impl Format {
             Some("md" | "markdown") => Ok(Format::Markdown),
             Some("json") => Ok(Format::Json),
             Some("xml") => Ok(Format::Junit),
-            _ => Err(Error::Usage(format!(
-                "{}: name the report .html, .md, .json or .xml (JUnit) so its format is known",
-                path.display()
-            ))),
+            _ => Err(Error::ReportFormatUnknown {
+                path: path.to_path_buf(),
+            }),
         }
     }
 
@@ -236,10 +235,7 @@ impl Renderer {
     /// Replaces the template a format renders with the file at `path`.
     pub fn override_template(&mut self, format: Format, path: &Path) -> Result<()> {
         if format == Format::Json {
-            return Err(Error::Usage(
-                "--template applies to html, md and junit; the JSON report has a fixed schema"
-                    .into(),
-            ));
+            return Err(Error::TemplateForJson);
         }
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::file(path, format!("cannot read the template: {e}")))?;
@@ -253,17 +249,23 @@ impl Renderer {
 
     pub fn render_run(&self, report: &RunReport, format: Format) -> Result<String> {
         if format == Format::Json {
-            return serde_json::to_string_pretty(report)
-                .map_err(|e| Error::Internal(format!("JSON report: {e}")));
+            return serde_json::to_string_pretty(report).map_err(|e| Error::Encode {
+                what: "the JSON report",
+                problem: e.to_string(),
+            });
         }
-        let context = Context::from_serialize(report)
-            .map_err(|e| Error::Internal(format!("report context: {e}")))?;
+        let context = Context::from_serialize(report).map_err(|e| Error::Encode {
+            what: "the report context",
+            problem: e.to_string(),
+        })?;
         self.render(format.run_template(), &context)
     }
 
     pub fn render_runbook(&self, doc: &RunbookDoc, format: Format) -> Result<String> {
-        let context = Context::from_serialize(doc)
-            .map_err(|e| Error::Internal(format!("document context: {e}")))?;
+        let context = Context::from_serialize(doc).map_err(|e| Error::Encode {
+            what: "the document context",
+            problem: e.to_string(),
+        })?;
         self.render(
             if format == Format::Html {
                 "runbook.html"
@@ -308,7 +310,7 @@ fn template_error(name: &str, path: Option<&Path>, error: &tera::Error) -> Error
     let place = path
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| format!("template {name}"));
-    Error::Usage(format!("{place}: {message}"))
+    Error::Template { place, message }
 }
 
 /// The template filters, one small function each.

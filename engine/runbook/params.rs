@@ -29,9 +29,9 @@ pub fn parse_assignment(text: &str) -> Result<(String, String)> {
         Some((key, value)) if !key.trim().is_empty() => {
             Ok((key.trim().to_string(), value.to_string()))
         }
-        _ => Err(Error::Usage(format!(
-            "`-p {text}` is not KEY=VALUE; write it like `-p host=db1`"
-        ))),
+        _ => Err(Error::ParamSyntax {
+            given: text.to_string(),
+        }),
     }
 }
 

@@ -9,34 +9,9 @@ use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use crate::exec::progress::{FinishedStep, Progress};
 use crate::journal::event::StepStatus;
 use crate::runbook::duration::format_duration;
-
-pub trait Progress: Send + Sync {
-    /// The run begins: `header` is the first line printed (it carries the run id).
-    fn run_started(&self, header: &str, total_steps: usize);
-    fn step_started(&self, id: &str, name: &str);
-    /// The latest line of a running step's output (already redacted).
-    fn step_line(&self, id: &str, line: &str);
-    fn step_finished(&self, finished: &FinishedStep);
-    /// The step waits for a person; its spinner goes, and `line` says why.
-    fn step_parked(&self, id: &str, line: &str);
-    /// A line of its own (rollback started, run paused, ...).
-    fn message(&self, text: &str);
-    /// Runs `f` (a prompt) with the bars out of the way.
-    fn suspend(&self, f: &mut dyn FnMut());
-    fn finish(&self);
-}
-
-pub struct FinishedStep<'a> {
-    pub id: &'a str,
-    pub name: &'a str,
-    pub status: StepStatus,
-    pub duration: Option<Duration>,
-    pub detail: Option<&'a str>,
-    /// Top-level steps advance the overall bar; group members and rollback steps do not.
-    pub advances: bool,
-}
 
 /// One line to stdout. A reader that went away (`opsbook run x | head -1`) must not stop a
 /// run halfway: the journal is the record, so a failed write is dropped.
@@ -97,22 +72,6 @@ pub fn choose(no_progress: bool) -> Box<dyn Progress> {
     } else {
         Box::new(TerminalProgress::new())
     }
-}
-
-/// Shows nothing: for embedding and benchmarks.
-pub struct SilentProgress;
-
-impl Progress for SilentProgress {
-    fn run_started(&self, _: &str, _: usize) {}
-    fn step_started(&self, _: &str, _: &str) {}
-    fn step_line(&self, _: &str, _: &str) {}
-    fn step_finished(&self, _: &FinishedStep) {}
-    fn step_parked(&self, _: &str, _: &str) {}
-    fn message(&self, _: &str) {}
-    fn suspend(&self, f: &mut dyn FnMut()) {
-        f()
-    }
-    fn finish(&self) {}
 }
 
 pub struct PlainProgress;

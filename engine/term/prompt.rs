@@ -3,7 +3,10 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 
+use crate::error::{Error, Result};
+use crate::people::directory::Passphrases;
 use crate::runbook::params::SecretSource;
+use crate::sys::files;
 
 /// True when a person can answer: standard input and standard error are terminals.
 pub fn is_interactive() -> bool {
@@ -56,5 +59,41 @@ impl SecretSource for TerminalSecrets {
         }
         let about = description.map(|d| format!(" ({d})")).unwrap_or_default();
         rpassword::prompt_password(format!("{name}{about}: ")).ok()
+    }
+}
+
+/// Passphrases for `--as`: `--passphrase-file`, else `OPSBOOK_PASSPHRASE`, else a hidden
+/// prompt on the terminal.
+#[derive(Debug, Clone, Default)]
+pub struct TerminalPassphrases {
+    /// `--passphrase-file`.
+    pub file: Option<std::path::PathBuf>,
+}
+
+/// A passphrase file holds one line; anything larger is not a passphrase file.
+const MAX_PASSPHRASE_FILE_BYTES: u64 = 4096;
+
+impl Passphrases for TerminalPassphrases {
+    fn passphrase(&self, name: &str) -> Result<String> {
+        if let Some(path) = &self.file {
+            let bytes = files::read_capped(path, MAX_PASSPHRASE_FILE_BYTES)
+                .map_err(|problem| Error::file(path, format!("the passphrase file {problem}")))?;
+            let text = String::from_utf8(bytes)
+                .map_err(|_| Error::file(path, "the passphrase file is not UTF-8 text"))?;
+            return Ok(text.trim_end_matches(['\n', '\r']).to_string());
+        }
+        if let Ok(value) = std::env::var("OPSBOOK_PASSPHRASE") {
+            return Ok(value);
+        }
+        if is_interactive() {
+            return rpassword::prompt_password(format!("passphrase for {name}: ")).map_err(|e| {
+                Error::PassphraseUnreadable {
+                    problem: e.to_string(),
+                }
+            });
+        }
+        Err(Error::PassphraseNeeded {
+            name: name.to_string(),
+        })
     }
 }

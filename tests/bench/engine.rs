@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use opsbook::exec::progress::SilentProgress;
 use opsbook::exec::{self, RunRequest};
 use opsbook::journal::event::{AttemptStatus, Event, Phase, RunStatus, StepStatus};
 use opsbook::journal::view::RunView;
@@ -15,7 +16,6 @@ use opsbook::runbook::analyze::analyze_file;
 use opsbook::runbook::params::Params;
 use opsbook::script::build_engine;
 use opsbook::sys::abort::AbortSignal;
-use opsbook::term::progress::SilentProgress;
 
 /// A temporary library holding one runbook of `steps` copies of `step`.
 fn library(name: &str, steps: usize, step: &str) -> (tempfile::TempDir, PathBuf) {
@@ -45,7 +45,7 @@ fn run(runtime: &tokio::runtime::Runtime, path: &Path, db: &Path) {
         params,
         operator: Operator::os_user(),
         dry_run: false,
-        interactive: false,
+        console: None,
         wait: false,
         supervision: None,
         change: None,

@@ -57,7 +57,7 @@ pub fn analyze_file(path: &Path, scripts_dir: &Path, engine: &Engine) -> Analysi
 
 fn file_error_text(error: &crate::error::Error) -> String {
     match error {
-        crate::error::Error::File { message, .. } => message.clone(),
+        crate::error::Error::File { problem, .. } => problem.clone(),
         other => other.to_string(),
     }
 }

@@ -1,49 +1,29 @@
-//! Steps that need a person: gates and manual steps, decided at the terminal, by sign-offs
-//! from other processes, or parked; and the timeout that never approves.
+//! Steps that need a person: gates and manual steps, decided by the person at the console,
+//! by sign-offs from other processes, or parked; and the timeout that never approves. The
+//! person is reached only through the [`Console`] trait.
 
 use super::*;
+use crate::exec::console::{Attendance, AttendedAnswer, AttendedDecision, AttendedKind, Signer};
+use crate::journal::event::{SignoffDecision, StepDecision, WaitingFor};
+use crate::people::signoff::signoff_event;
 
-enum TerminalAnswer {
+enum ConsoleAnswer {
     /// Something was recorded (or nothing usable was said): look at the verdict again.
     Again,
     /// Nobody decides now: park.
     Defer,
 }
 
-/// The journal event of one sign-off.
-pub fn signoff_event(
-    step: &str,
-    signer: &Operator,
-    decision: &str,
-    comment: Option<String>,
-    evidence: Map<String, Value>,
-    binding: String,
-) -> Event {
-    Event::SignoffRecorded {
-        step: step.to_string(),
-        signer: signer.name.clone(),
-        person: signer.person.clone(),
-        role: signer.role.map(|r| r.name()).unwrap_or("unverified").into(),
-        auth: signer.auth.name().into(),
-        decision: decision.into(),
-        comment,
-        evidence,
-        binding,
-    }
-}
-
 impl Executor {
     // ----- people ------------------------------------------------------------------------
 
-    async fn ask<T: Send + 'static>(
-        &self,
-        question: impl FnOnce() -> Option<T> + Send + 'static,
-    ) -> Option<T> {
+    /// Asks the console on a blocking thread, with the progress display out of the way; an
+    /// abort request ends the wait.
+    async fn ask(&self, console: Arc<dyn Console>, question: Attendance) -> Option<AttendedAnswer> {
         let progress = self.progress.clone();
         let asking = tokio::task::spawn_blocking(move || {
             let mut answer = None;
-            let mut question = Some(question);
-            progress.suspend(&mut || answer = question.take().and_then(|q| q()));
+            progress.suspend(&mut || answer = console.attend(&question));
             answer
         });
         tokio::select! {
@@ -52,12 +32,27 @@ impl Executor {
         }
     }
 
-    fn park(&self, step: &PlannedStep, reason: String, waiting_for: &str) -> Result<StepOutcome> {
+    fn park(
+        &self,
+        step: &PlannedStep,
+        reason: String,
+        waiting_for: WaitingFor,
+        binding: String,
+    ) -> Result<StepOutcome> {
         self.record(Event::RunPaused {
             step: step.id.clone(),
             reason: reason.clone(),
-            waiting_for: waiting_for.into(),
+            waiting_for,
         })?;
+        self.parked
+            .lock()
+            .map_err(|_| Error::Poisoned {
+                what: "parked steps",
+            })?
+            .push(ParkedStep {
+                step: step.id.clone(),
+                binding,
+            });
         self.progress.step_parked(
             &step.id,
             &format!("… {:<24} parked     — {reason}", step.id),
@@ -87,10 +82,7 @@ impl Executor {
     /// The run as the journal has it now (sign-offs may come from other processes).
     fn current_view(&self) -> Result<RunView> {
         self.record_all(Vec::new())?;
-        let journal = self
-            .journal
-            .lock()
-            .map_err(|_| Error::Internal("the journal lock was poisoned".into()))?;
+        let journal = self.journal()?;
         RunView::from_events(&journal.run_events(&self.run_id)?)
     }
 
@@ -103,22 +95,22 @@ impl Executor {
         started: Instant,
     ) -> Result<StepOutcome> {
         let person = self.supervision.as_ref().map(|s| s.person.as_str());
-        let Some(mut policy) = Policy::for_step(step, person) else {
-            return Err(Error::Internal(format!("step {} needs no person", step.id)));
-        };
+        // The run loop sends only gates and manual steps here, and both have a policy.
+        let mut policy = Policy::for_step(step, person)
+            .expect("gates and manual steps always have a sign-off policy");
         {
             let view = self.current_view()?;
-            let mut journal = self
-                .journal
-                .lock()
-                .map_err(|_| Error::Internal("the journal lock was poisoned".into()))?;
+            let mut journal = self.journal()?;
             policy.resolve_people(&view, &mut Directory::new(&mut journal))?;
             policy.runner_people.push(self.operator.person.clone());
         }
         loop {
             let view = self.current_view()?;
             let Some(step_view) = view.step(&step.id).cloned() else {
-                return Err(Error::Internal(format!("step {} has no record", step.id)));
+                return Err(Error::StepNotInJournal {
+                    run: self.run_id.clone(),
+                    step: step.id.clone(),
+                });
             };
             if let Some(status) = step_view.status {
                 // Decided at the terminal (a skip) since the last look.
@@ -140,7 +132,7 @@ impl Executor {
                     let signers: Vec<&str> = step_view
                         .signoffs
                         .iter()
-                        .filter(|s| s.decision == "approved")
+                        .filter(|s| s.decision == SignoffDecision::Approved)
                         .map(|s| s.signer.as_str())
                         .collect();
                     let what = if policy.manual {
@@ -198,13 +190,13 @@ impl Executor {
                 return self.end(step, StepStatus::Aborted, 0, Some(reason), None, advances);
             }
             let deadline = policy::deadline(&policy, &step_view);
-            if self.interactive {
+            if let Some(console) = self.console.clone() {
                 match self
-                    .ask_at_terminal(step, &policy, &view, &step_view, deadline)
+                    .ask_at_console(console, step, &policy, &view, &step_view, deadline)
                     .await?
                 {
-                    TerminalAnswer::Again => continue,
-                    TerminalAnswer::Defer => {}
+                    ConsoleAnswer::Again => continue,
+                    ConsoleAnswer::Defer => {}
                 }
             } else if self.wait {
                 self.progress.step_line(&step.id, "waiting for a sign-off");
@@ -230,39 +222,28 @@ impl Executor {
                 &evidence,
             );
             let waiting_for = if self.supervision.is_some() {
-                "countersign"
+                WaitingFor::Countersign
             } else if policy.manual {
-                "operator"
+                WaitingFor::Operator
             } else {
-                "signoff"
+                WaitingFor::Signoff
             };
             let what = if policy.manual { "manual step" } else { "gate" };
-            self.park(
+            return self.park(
                 step,
                 format!("{what} `{}` waits: {}", step.id, policy.who_may_sign(&view)),
                 waiting_for,
-            )?;
-            self.progress.message(&format!(
-                "  sign it from any terminal: opsbook signoff {} --step {} --approve [--comment TEXT] --as NAME\n  binding {binding}",
-                self.run_id, step.id
-            ));
-            return Ok(StepOutcome::Parked);
+                binding,
+            );
         }
     }
 
     /// Journals the gate's timeout, unless a decision was journaled first (by another process,
     /// just before the deadline); says whether it did.
     fn record_timeout_unless_decided(&self, step: &PlannedStep, policy: &Policy) -> Result<bool> {
-        let action = if policy.on_timeout == OnTimeout::Abort {
-            "abort"
-        } else {
-            "reject"
-        };
+        let action = policy::timeout_action(policy.on_timeout);
         self.record_all(Vec::new())?;
-        let mut journal = self
-            .journal
-            .lock()
-            .map_err(|_| Error::Internal("the journal lock was poisoned".into()))?;
+        let mut journal = self.journal()?;
         journal.append_checked(&self.run_id, |events| {
             let view = RunView::from_events(events)?;
             let undecided = view
@@ -270,7 +251,7 @@ impl Executor {
                 .is_some_and(|s| matches!(policy::verdict(policy, s), Verdict::Pending { .. }));
             let event = Event::GateTimedOut {
                 step: step.id.clone(),
-                action: action.into(),
+                action,
             };
             Ok(if undecided {
                 (vec![event], true)
@@ -303,142 +284,126 @@ impl Executor {
         self.end(step, status, 0, Some(reason), None, advances)
     }
 
-    /// One round at the terminal: the prompt, the evidence and who may sign; then a decision
+    /// One round at the console: the prompt, the evidence and who may sign; then a decision
     /// by the runner, or by another operator who identifies on the spot.
-    async fn ask_at_terminal(
+    async fn ask_at_console(
         &self,
+        console: Arc<dyn Console>,
         step: &PlannedStep,
         policy: &Policy,
         view: &RunView,
         step_view: &StepView,
         deadline: Option<chrono::DateTime<chrono::Utc>>,
-    ) -> Result<TerminalAnswer> {
+    ) -> Result<ConsoleAnswer> {
         let evidence = policy::evidence(policy, view);
-        let heading = self.terminal_heading(step, policy, view, step_view, &evidence, deadline);
-        let manual = policy.manual;
-        let own_name = self.operator.name.clone();
-        let trainee_run = self.supervision.is_some();
-        // On a training run the supervisor signs; otherwise the runner, unless someone steps up.
-        let default_signer = self
-            .supervision
-            .as_ref()
-            .map(|s| s.supervisor.clone())
-            .unwrap_or_else(|| own_name.clone());
-        let evidence_required = policy.evidence_required;
-        let observe = matches!(step.expect, Some(Expectation::Observe(_)));
-        let asked = self.ask(move || {
-            eprintln!("{heading}");
-            let (question, choices): (&str, &[char]) = match (manual, observe) {
-                (true, true) => ("   [d]one, as expected / [m]ismatch / [s]kip (with a reason) / [w]ait (park) / [a]bort? ", &['d', 'm', 's', 'w', 'a']),
-                (true, false) => ("   [d]one / [s]kip (with a reason) / [w]ait (park) / [a]bort? ", &['d', 's', 'w', 'a']),
-                (false, _) => ("   [a]pprove / [r]eject / [d]efer (park)? ", &['a', 'r', 'd']),
-            };
-            let decision = match (manual, prompt::ask_choice(question, choices)?) {
-                (true, 'd') | (false, 'a') => "approved",
-                (true, 'm') | (false, 'r') => "rejected",
-                (true, 's') => "skipped",
-                (true, 'a') => "aborted",
-                _ => return Some(None),
-            };
-            let comment = match decision {
-                "skipped" => Some(prompt::ask_required("   reason for skipping: ")?),
-                "aborted" => None,
-                _ if evidence_required => Some(prompt::ask_required("   evidence (required): ")?),
-                _ => prompt::ask_line("   comment (optional): ").filter(|c| !c.is_empty()),
-            };
-            // A manual step is ticked off by the runner; on a training run the supervisor
-            // counter-signs it, as they sign every gate.
-            let asks_for_signer = !matches!(decision, "skipped" | "aborted") && (!manual || trainee_run);
-            let signer = if asks_for_signer {
-                let typed = prompt::ask_line(&format!(
-                    "   signing as (Enter for {default_signer}, or another operator's name): "
-                ))?;
-                if typed.is_empty() { default_signer } else { typed }
-            } else {
-                own_name.clone()
-            };
-            let passphrase = if signer == own_name {
-                None
-            } else {
-                Some(rpassword::prompt_password(format!("   passphrase for {signer}: ")).ok()?)
-            };
-            Some(Some((decision, comment, signer, passphrase)))
-        });
+        let countersigned = self.supervision.is_some();
+        let question = Attendance {
+            heading: self.heading(step, policy, view, step_view, &evidence, deadline),
+            kind: match (policy.manual, &step.expect) {
+                (false, _) => AttendedKind::Gate,
+                (true, Some(Expectation::Observe(_))) => AttendedKind::ManualObserved,
+                (true, _) => AttendedKind::Manual,
+            },
+            evidence_required: policy.evidence_required,
+            countersigned,
+            // On a training run the supervisor signs; otherwise the runner, unless someone
+            // steps up.
+            default_signer: self
+                .supervision
+                .as_ref()
+                .map(|s| s.supervisor.clone())
+                .unwrap_or_else(|| self.operator.name.clone()),
+            runner: self.operator.name.clone(),
+        };
+        let asked = self.ask(console.clone(), question);
         let answer = match deadline {
             Some(d) => {
                 let left = (d - chrono::Utc::now()).to_std().unwrap_or_default();
                 tokio::select! {
                     answer = asked => answer,
-                    _ = tokio::time::sleep(left) => return Ok(TerminalAnswer::Again),
+                    _ = tokio::time::sleep(left) => return Ok(ConsoleAnswer::Again),
                 }
             }
             None => asked.await,
         };
-        let Some(Some((decision, comment, signer_name, passphrase))) = answer else {
+        let Some(answer) = answer else {
             // Deferred, end of input, or Ctrl-C (the loop then sees the abort).
             return Ok(if self.abort.is_requested() {
-                TerminalAnswer::Again
+                ConsoleAnswer::Again
             } else {
-                TerminalAnswer::Defer
+                ConsoleAnswer::Defer
             });
         };
-        if matches!(decision, "skipped" | "aborted") {
-            self.record(Event::StepDecided {
+        let decided_by_runner =
+            |decision: StepDecision, comment: Option<String>| Event::StepDecided {
                 step: step.id.clone(),
-                decision: decision.into(),
+                decision,
                 by: self.operator.name.clone(),
-                comment: comment.clone(),
-            })?;
-            if decision == "aborted" {
+                comment,
+            };
+        let decision = match answer.decision {
+            AttendedDecision::Abort => {
+                self.record(decided_by_runner(StepDecision::Aborted, None))?;
                 self.abort.escalate();
-            } else {
-                let reason = comment.map(|c| format!("skipped by {}: {c}", self.operator.name));
-                self.record(Event::StepFinished {
-                    step: step.id.clone(),
-                    status: StepStatus::Skipped,
-                    attempts: 0,
-                    reason,
-                })?;
+                return Ok(ConsoleAnswer::Again);
             }
-            return Ok(TerminalAnswer::Again);
-        }
+            AttendedDecision::Skip => {
+                let reason = answer
+                    .comment
+                    .as_ref()
+                    .map(|c| format!("skipped by {}: {c}", self.operator.name));
+                self.record_all(vec![
+                    decided_by_runner(StepDecision::Skipped, answer.comment.clone()),
+                    Event::StepFinished {
+                        step: step.id.clone(),
+                        status: StepStatus::Skipped,
+                        attempts: 0,
+                        reason,
+                    },
+                ])?;
+                return Ok(ConsoleAnswer::Again);
+            }
+            AttendedDecision::Approve => SignoffDecision::Approved,
+            AttendedDecision::Reject => SignoffDecision::Rejected,
+        };
         let trainee_done_before = step_view
             .decisions
             .iter()
-            .any(|d| d.decision == "done" && d.by == self.operator.name);
-        if manual && trainee_run && decision == "approved" && !trainee_done_before {
+            .any(|d| d.decision == StepDecision::Done.name() && d.by == self.operator.name);
+        if policy.manual
+            && countersigned
+            && decision == SignoffDecision::Approved
+            && !trainee_done_before
+        {
             // The trainee's own tick, on record before the supervisor's counter-signature.
-            self.record(Event::StepDecided {
-                step: step.id.clone(),
-                decision: "done".into(),
-                by: self.operator.name.clone(),
-                comment: comment.clone(),
-            })?;
+            self.record(decided_by_runner(
+                StepDecision::Done,
+                answer.comment.clone(),
+            ))?;
         }
-        let signer = match passphrase {
-            None => self.operator.clone(),
-            Some(pass) => {
-                let mut journal = self
-                    .journal
-                    .lock()
-                    .map_err(|_| Error::Internal("the journal lock was poisoned".into()))?;
-                match Directory::new(&mut journal).verify(&signer_name, &pass) {
+        let signer = match answer.signer {
+            Signer::Runner => self.operator.clone(),
+            Signer::Other { name, passphrase } => {
+                let verified = {
+                    let mut journal = self.journal()?;
+                    Directory::new(&mut journal).verify(&name, &passphrase)
+                };
+                match verified {
                     Ok(op) => op,
                     Err(e) => {
                         self.progress.message(&format!("   {e}"));
-                        return Ok(TerminalAnswer::Again);
+                        return Ok(ConsoleAnswer::Again);
                     }
                 }
             }
         };
-        let approves = decision == "approved";
         if let Err(reason) = policy::check_signer(
             policy,
             &signer,
             view,
             step_view,
-            comment.as_deref(),
-            approves,
+            answer.comment.as_deref(),
+            decision == SignoffDecision::Approved,
         ) {
             self.record(Event::SignoffRefused {
                 step: step.id.clone(),
@@ -446,7 +411,7 @@ impl Executor {
                 reason: reason.clone(),
             })?;
             self.progress.message(&format!("   refused: {reason}"));
-            return Ok(TerminalAnswer::Again);
+            return Ok(ConsoleAnswer::Again);
         }
         let binding = policy::binding(
             &self.run_id,
@@ -456,12 +421,17 @@ impl Executor {
             &evidence,
         );
         self.record(signoff_event(
-            &step.id, &signer, decision, comment, evidence, binding,
+            &step.id,
+            &signer,
+            decision,
+            answer.comment,
+            evidence,
+            binding,
         ))?;
-        Ok(TerminalAnswer::Again)
+        Ok(ConsoleAnswer::Again)
     }
 
-    fn terminal_heading(
+    fn heading(
         &self,
         step: &PlannedStep,
         policy: &Policy,
