@@ -1,13 +1,12 @@
 //! `opsbook audit`: recompute the journal's hash chain, and print its head for a change ticket.
 
 use clap::Subcommand;
-use serde::Serialize;
 
 use super::to_json;
 use crate::config::Settings;
 use crate::error::{exit, Error, Result};
-use crate::journal::view;
 use crate::journal::Journal;
+use crate::journal::{chain, view};
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
@@ -27,15 +26,6 @@ pub enum AuditCommand {
         #[arg(long)]
         json: bool,
     },
-}
-
-#[derive(Serialize)]
-struct Verdict {
-    intact: bool,
-    scope: String,
-    events: i64,
-    head: String,
-    first_break: Option<crate::journal::ChainBreak>,
 }
 
 pub fn audit(settings: &Settings, command: AuditCommand) -> Result<i32> {
@@ -72,28 +62,6 @@ fn verify(
     expect_head: Option<&str>,
     json: bool,
 ) -> Result<i32> {
-    let status = journal.verify()?;
-    let run_id = run.map(|r| view::resolve_run_id(journal, r)).transpose()?;
-    let mut first_break = status.first_break.clone();
-    let mut events = status.events;
-    if let Some(id) = &run_id {
-        let own = journal.run_events(id)?;
-        events = own.len() as i64;
-        // A break after this run's last event does not touch it.
-        let last = own.last().map(|e| e.seq).unwrap_or(0);
-        first_break = first_break.filter(|b| b.seq <= last);
-        if first_break.is_none() {
-            if let Some((expected, e)) = (1..).zip(&own).find(|(n, e)| e.run_seq != *n) {
-                first_break = Some(crate::journal::ChainBreak {
-                    seq: e.seq,
-                    problem: format!(
-                        "the run's event {expected} is missing (found its event {} here)",
-                        e.run_seq
-                    ),
-                });
-            }
-        }
-    }
     if let Some(head) = expect_head {
         if head.len() != 64 || !head.chars().all(|c| c.is_ascii_hexdigit()) {
             return Err(Error::BadHead {
@@ -101,28 +69,8 @@ fn verify(
             });
         }
     }
-    // The head of an empty journal is the genesis hash, which every journal starts from.
-    let recorded_empty = expect_head.is_some_and(|h| h == crate::journal::GENESIS_HASH);
-    if let (None, Some(head), false) = (&first_break, expect_head, recorded_empty) {
-        if journal.seq_of_hash(head)?.is_none() {
-            first_break = Some(crate::journal::ChainBreak {
-                seq: 0,
-                problem: format!(
-                    "the recorded head {head} is not in the journal: it was rewritten and re-chained, or cut short, after that head was recorded"
-                ),
-            });
-        }
-    }
-    let scope = run_id
-        .map(|r| format!("run {r}"))
-        .unwrap_or_else(|| "the journal".into());
-    let verdict = Verdict {
-        intact: first_break.is_none(),
-        scope,
-        events,
-        head: status.head,
-        first_break,
-    };
+    let run_id = run.map(|r| view::resolve_run_id(journal, r)).transpose()?;
+    let verdict = chain::audit(journal, run_id.as_deref(), expect_head)?;
     if json {
         println!("{}", to_json(&verdict)?);
     } else {

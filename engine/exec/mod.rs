@@ -45,7 +45,7 @@ pub mod resume;
 mod rollback;
 
 pub use request::{ParkedStep, RunRequest, RunResult, Supervision};
-pub use resume::{InterruptedChoice, Resumption};
+pub use resume::InterruptedChoice;
 
 use record::Pending;
 

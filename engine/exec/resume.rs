@@ -62,13 +62,16 @@ pub fn interrupted_steps<'a>(plan: &'a Plan, view: &RunView) -> Vec<&'a PlannedS
         .collect()
 }
 
+/// Loads the runbook file a run started with: its plan and the engine its scripts compiled in.
+pub type LoadRunbook<'a> = dyn Fn(&Path) -> Result<(Plan, Arc<rhai::Engine>)> + 'a;
+
 /// Prepares run `run` (an id or a unique prefix) to continue; `load` loads the runbook the
 /// run started with.
 pub fn prepare(
     journal: &mut Journal,
     run: &str,
     options: ResumeOptions,
-    load: &dyn Fn(&Path) -> Result<(Plan, Arc<rhai::Engine>)>,
+    load: &LoadRunbook,
 ) -> Result<RunRequest> {
     let operator = options.operator;
     let view = view::load_run(journal, run)?;

@@ -92,7 +92,9 @@ impl ChainChecker {
     }
 }
 
-/// Recomputes the chain over `events` and returns the first break.
+/// Recomputes the chain over `events` and returns the first break (the unit tests check
+/// stored events with it; the journal streams them through `ChainChecker`).
+#[cfg(test)]
 pub fn verify_chain(events: &[StoredEvent]) -> Option<ChainBreak> {
     let mut checker = ChainChecker::default();
     events.iter().find_map(|e| checker.check(e))
@@ -148,4 +150,68 @@ impl Journal {
             .optional()
             .map_err(|e| self.error(e))
     }
+}
+
+/// What `audit verify` says: intact or not, over what, and where it first breaks.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditVerdict {
+    pub intact: bool,
+    /// "the journal", or "run ID".
+    pub scope: String,
+    pub events: i64,
+    pub head: String,
+    pub first_break: Option<ChainBreak>,
+}
+
+/// Recomputes the whole chain and judges it for the journal or for one run: a run is
+/// broken by a break at or before its last event, or by a gap in its own event numbers. A
+/// head recorded earlier (`expect_head`, already checked to be 64 hex digits) must still be
+/// in the journal, else it was rewritten and re-chained, or cut short, since.
+pub fn audit(
+    journal: &Journal,
+    run_id: Option<&str>,
+    expect_head: Option<&str>,
+) -> Result<AuditVerdict> {
+    let status = journal.verify()?;
+    let mut first_break = status.first_break.clone();
+    let mut events = status.events;
+    if let Some(id) = run_id {
+        let own = journal.run_events(id)?;
+        events = own.len() as i64;
+        // A break after this run's last event does not touch it.
+        let last = own.last().map(|e| e.seq).unwrap_or(0);
+        first_break = first_break.filter(|b| b.seq <= last);
+        if first_break.is_none() {
+            if let Some((expected, e)) = (1..).zip(&own).find(|(n, e)| e.run_seq != *n) {
+                first_break = Some(ChainBreak {
+                    seq: e.seq,
+                    problem: format!(
+                        "the run's event {expected} is missing (found its event {} here)",
+                        e.run_seq
+                    ),
+                });
+            }
+        }
+    }
+    // The head of an empty journal is the genesis hash, which every journal starts from.
+    let recorded_empty = expect_head.is_some_and(|h| h == GENESIS_HASH);
+    if let (None, Some(head), false) = (&first_break, expect_head, recorded_empty) {
+        if journal.seq_of_hash(head)?.is_none() {
+            first_break = Some(ChainBreak {
+                seq: 0,
+                problem: format!(
+                    "the recorded head {head} is not in the journal: it was rewritten and re-chained, or cut short, after that head was recorded"
+                ),
+            });
+        }
+    }
+    Ok(AuditVerdict {
+        intact: first_break.is_none(),
+        scope: run_id
+            .map(|r| format!("run {r}"))
+            .unwrap_or_else(|| "the journal".into()),
+        events,
+        head: status.head,
+        first_break,
+    })
 }

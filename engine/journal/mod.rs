@@ -14,6 +14,6 @@ pub mod lease;
 pub mod store;
 pub mod view;
 
-pub use chain::{event_hash, verify_chain, ChainBreak, ChainChecker, ChainStatus, GENESIS_HASH};
+pub use chain::ChainStatus;
 pub(crate) use store::append_in;
 pub use store::{Journal, StoredEvent};

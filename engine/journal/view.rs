@@ -196,6 +196,27 @@ pub struct RunSummary {
     pub interrupted: bool,
 }
 
+/// Where a step stands in a run: its journaled status, or — while it has none — whether it
+/// was interrupted (a later attempt of it exists), waits for a person, or is running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepState {
+    Finished(StepStatus),
+    Interrupted,
+    Waiting,
+    Running,
+}
+
+impl StepState {
+    pub fn name(self) -> &'static str {
+        match self {
+            StepState::Finished(status) => status.name(),
+            StepState::Interrupted => "interrupted",
+            StepState::Waiting => "waiting",
+            StepState::Running => "running",
+        }
+    }
+}
+
 impl RunView {
     /// Folds a run's events (in order) into its view.
     pub fn from_events(events: &[StoredEvent]) -> Result<Self> {
@@ -504,6 +525,22 @@ impl RunView {
     }
 
     /// The step this run is parked at, if it is waiting for a person.
+    /// The state of the step at `index` of `steps`, derived once for `show` and the reports.
+    pub fn step_state(&self, index: usize) -> StepState {
+        let step = &self.steps[index];
+        match step.status {
+            Some(status) => StepState::Finished(status),
+            None if self.steps[index + 1..]
+                .iter()
+                .any(|later| later.id == step.id && later.phase == step.phase) =>
+            {
+                StepState::Interrupted
+            }
+            None if self.paused.as_ref().is_some_and(|p| p.step == step.id) => StepState::Waiting,
+            None => StepState::Running,
+        }
+    }
+
     pub fn waiting_step(&self) -> Option<&StepView> {
         let paused = self.paused.as_ref()?;
         self.steps.iter().rev().find(|s| s.id == paused.step)

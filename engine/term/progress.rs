@@ -10,7 +10,7 @@ use std::time::Duration;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::exec::progress::{FinishedStep, Progress};
-use crate::journal::event::StepStatus;
+use crate::report::text::symbol;
 use crate::runbook::duration::format_duration;
 
 /// One line to stdout. A reader that went away (`opsbook run x | head -1`) must not stop a
@@ -19,16 +19,6 @@ fn say(line: &str) {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}");
-}
-
-pub fn symbol(status: StepStatus) -> &'static str {
-    match status {
-        StepStatus::Succeeded => "✓",
-        StepStatus::Failed => "✗",
-        StepStatus::Skipped => "-",
-        StepStatus::WouldRun => "~",
-        StepStatus::Rejected | StepStatus::Aborted => "!",
-    }
 }
 
 /// The one line printed for a finished step.

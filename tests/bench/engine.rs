@@ -5,17 +5,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use opsbook::exec::progress::SilentProgress;
-use opsbook::exec::{self, RunRequest};
-use opsbook::journal::event::{AttemptStatus, Event, Phase, RunStatus, StepStatus};
-use opsbook::journal::view::RunView;
-use opsbook::journal::Journal;
-use opsbook::people::directory::Operator;
-use opsbook::report::{Format, Renderer, RunReport};
-use opsbook::runbook::analyze::analyze_file;
-use opsbook::runbook::params::Params;
-use opsbook::script::build_engine;
-use opsbook::sys::abort::AbortSignal;
+use opsbook::embed::{
+    analyze_file, build_engine, AbortSignal, AttemptStatus, Event, Format, Journal, Operator,
+    Params, Phase, Renderer, RunReport, RunRequest, RunStatus, RunView, SilentProgress, StepStatus,
+};
 
 /// A temporary library holding one runbook of `steps` copies of `step`.
 fn library(name: &str, steps: usize, step: &str) -> (tempfile::TempDir, PathBuf) {
@@ -54,7 +47,7 @@ fn run(runtime: &tokio::runtime::Runtime, path: &Path, db: &Path) {
     };
     let journal = Journal::open(db).unwrap();
     let result = runtime
-        .block_on(exec::run(
+        .block_on(opsbook::embed::run(
             request,
             journal,
             Arc::new(SilentProgress),
