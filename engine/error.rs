@@ -7,7 +7,7 @@
 
 use std::path::PathBuf;
 
-use crate::runbook::diagnostic::Diagnostics;
+use crate::diagnostic::Diagnostics;
 
 /// The exit codes of the command line (a contract: scripts and checks depend on them).
 pub mod exit {

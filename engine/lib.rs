@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub(crate) mod config;
+pub(crate) mod diagnostic;
 pub(crate) mod error;
 pub(crate) mod exec;
 pub(crate) mod journal;

@@ -3,7 +3,10 @@
 mod support;
 
 mod check;
+mod conditions;
+mod environment;
 mod gates;
 mod journal_compat;
+mod layout;
 mod report;
 mod run;

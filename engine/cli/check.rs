@@ -4,9 +4,9 @@ use std::path::{Path, PathBuf};
 
 use super::to_json;
 use crate::config::Settings;
+use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::error::{exit, Error, Result};
 use crate::runbook::analyze;
-use crate::runbook::diagnostic::{Diagnostic, Diagnostics};
 use crate::runbook::library::{self, runbook_files};
 use crate::script;
 

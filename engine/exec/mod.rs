@@ -661,3 +661,6 @@ fn to_rhai_map(values: impl IntoIterator<Item = (String, Value)>) -> Result<rhai
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests;

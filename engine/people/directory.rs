@@ -12,10 +12,10 @@ use argon2::Argon2;
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 
+use crate::diagnostic::did_you_mean;
 use crate::error::{Error, Result};
 use crate::journal::event::{Event, OperatorAction};
 use crate::journal::{append_in, Journal};
-use crate::runbook::diagnostic::did_you_mean;
 use crate::runbook::Role;
 use crate::sys::hostinfo;
 

@@ -8,9 +8,9 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::config::Settings;
+use crate::diagnostic::{did_you_mean, Diagnostic, Diagnostics, Severity};
 use crate::error::{Error, Result};
 use crate::runbook::analyze;
-use crate::runbook::diagnostic::{did_you_mean, Diagnostic, Diagnostics, Severity};
 use crate::runbook::plan::Plan;
 use crate::runbook::review::{self, ReviewStatus};
 use crate::script;

@@ -4,7 +4,6 @@
 //! runs, with its parameters, placeholders and durations.
 
 pub mod analyze;
-pub mod diagnostic;
 pub mod duration;
 pub mod library;
 pub mod model;

@@ -6,8 +6,8 @@ use indexmap::IndexMap;
 use regex::Regex;
 use serde_json::Value;
 
+use crate::diagnostic::did_you_mean;
 use crate::error::{Error, Result};
-use crate::runbook::diagnostic::did_you_mean;
 use crate::runbook::{ParamSpec, ParamType};
 
 /// Where a secret comes from when its environment variable is not set.

@@ -17,7 +17,7 @@ use marked_yaml::{LoadError, Node, Span};
 use regex::Regex;
 use rhai::{Engine, Position, AST};
 
-use crate::runbook::diagnostic::{did_you_mean, Diagnostic, Diagnostics};
+use crate::diagnostic::{did_you_mean, Diagnostic, Diagnostics};
 use crate::runbook::duration::parse_duration;
 use crate::runbook::plan::{
     Expectation, Expression, Plan, PlannedStep, RetryPolicy, ScriptSource, StepKind,
