@@ -10,3 +10,4 @@ mod journal_compat;
 mod layout;
 mod report;
 mod run;
+mod trust;

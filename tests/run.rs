@@ -585,7 +585,11 @@ steps:
     assert_eq!(change["status"], "would-run");
     assert_eq!(
         change["would_run"],
-        format!("touch '{}' db1", changed.display()).as_str()
+        format!(
+            "touch '{}' \"${{OPSBOOK_PARAM_TARGET}}\"  # OPSBOOK_PARAM_TARGET=db1",
+            changed.display()
+        )
+        .as_str()
     );
     let script = step_view(&show, "script");
     assert_eq!(script["status"], "would-run");
@@ -1073,7 +1077,10 @@ steps:
         "would_run holds the quoted secret: {would_run}"
     );
     // A secret never enters a command line: the command reads it from its environment.
-    assert_eq!(would_run, r#"login --token "$OPSBOOK_PARAM_TOKEN""#);
+    assert_eq!(
+        would_run,
+        r#"login --token "${OPSBOOK_PARAM_TOKEN}"  # OPSBOOK_PARAM_TOKEN=***"#
+    );
     assert!(!out.stdout.contains("$ecret"), "stdout: {}", out.stdout);
 }
 

@@ -169,30 +169,38 @@ impl Executor {
         )
     }
 
-    fn base_env(&self, step: &PlannedStep) -> Vec<(String, String)> {
-        let mut env = self.params.environment();
-        env.push(("OPSBOOK_RUN_ID".into(), self.run_id.clone()));
-        env.push(("OPSBOOK_STEP_ID".into(), step.id.clone()));
-        env.push(("OPSBOOK_DRY_RUN".into(), self.dry_run.to_string()));
-        env.push(("OPSBOOK_RUNBOOK".into(), self.plan.runbook.runbook.clone()));
+    /// The environment of a step's commands: every parameter but the secrets as
+    /// `OPSBOOK_PARAM_<NAME>`, the run's identity, and a secret only for a step that uses it
+    /// (its source variable is removed for every other step).
+    pub(super) fn base_env(&self, step: &PlannedStep) -> Environment {
+        let mut env = Environment::default();
+        for (name, value) in self.params.environment() {
+            env.set.push((name, value));
+        }
+        for secret in self.params.secrets() {
+            let names: Vec<&str> = [Some(secret.env_name.as_str()), secret.source.as_deref()]
+                .into_iter()
+                .flatten()
+                .collect();
+            if step.uses_param(&secret.name, &names) {
+                env.set
+                    .push((secret.env_name.clone(), secret.value.clone()));
+            } else if let Some(source) = &secret.source {
+                env.remove.push(source.clone());
+            }
+        }
+        env.set.push(("OPSBOOK_RUN_ID".into(), self.run_id.clone()));
+        env.set.push(("OPSBOOK_STEP_ID".into(), step.id.clone()));
+        env.set
+            .push(("OPSBOOK_DRY_RUN".into(), self.dry_run.to_string()));
+        env.set
+            .push(("OPSBOOK_RUNBOOK".into(), self.plan.runbook.runbook.clone()));
         env
     }
 
-    pub(super) fn render(&self, text: &str, quoting: Quoting) -> Result<String, String> {
-        let vars = self
-            .vars
-            .lock()
-            .map_err(|_| "the outputs lock was poisoned".to_string())?;
-        template::render(text, quoting, |placeholder| match placeholder {
-            // A secret never goes into a command line (other users can read argv): the command
-            // reads it from its environment instead.
-            Placeholder::Param(name)
-                if quoting == Quoting::Shell
-                    && self.params.is_secret(name)
-                    && self.params.text(name).is_some() =>
-            {
-                Some(format!("\"${}\"", crate::runbook::params::env_name(name)))
-            }
+    /// The value a placeholder stands for now.
+    fn value_of(&self, placeholder: &Placeholder, vars: &Vars) -> Option<String> {
+        match placeholder {
             Placeholder::Param(name) => self.params.text(name),
             Placeholder::Var { step, output } => vars
                 .json
@@ -201,7 +209,37 @@ impl Executor {
                 .map(value_text),
             Placeholder::RunId => Some(self.run_id.clone()),
             Placeholder::DryRun => Some(self.dry_run.to_string()),
-        })
+        }
+    }
+
+    /// A text shown to people (a manual step, a gate prompt) with its placeholders filled in.
+    pub(super) fn render_text(&self, text: &str) -> Result<String, String> {
+        let vars = self
+            .vars
+            .lock()
+            .map_err(|_| "the outputs lock was poisoned".to_string())?;
+        template::render_text(text, |p| self.value_of(p, &vars))
+    }
+
+    /// A shell step's command with each placeholder a reference to an environment variable,
+    /// and those variables with their values: no value is ever read as shell code.
+    pub(super) fn bind_command(
+        &self,
+        command: &str,
+    ) -> Result<(String, Vec<(String, String)>), String> {
+        let shell = template::shell_command(command).map_err(|(_, e)| e)?;
+        let vars = self
+            .vars
+            .lock()
+            .map_err(|_| "the outputs lock was poisoned".to_string())?;
+        let mut env = Vec::with_capacity(shell.bindings.len());
+        for (name, placeholder) in &shell.bindings {
+            let value = self
+                .value_of(placeholder, &vars)
+                .ok_or_else(|| format!("`${{{name}}}` has no value yet"))?;
+            env.push((name.clone(), value));
+        }
+        Ok((shell.command, env))
     }
 
     fn line_sink(&self, step: &PlannedStep) -> Arc<dyn Fn(&str) + Send + Sync> {
@@ -212,13 +250,15 @@ impl Executor {
     }
 
     async fn attempt_shell(&self, step: &PlannedStep, command: &str) -> AttemptResult {
-        let rendered = match self.render(command, Quoting::Shell) {
-            Ok(r) => r,
+        let (bound, values) = match self.bind_command(command) {
+            Ok(bound) => bound,
             Err(e) => return AttemptResult::failed(format!("cannot render the command: {e}")),
         };
+        let mut env = self.base_env(step);
+        env.set.extend(values);
         let spec = CommandSpec {
-            command: rendered,
-            env: self.base_env(step),
+            command: bound,
+            env,
             timeout: step.timeout,
         };
         let sink = self.line_sink(step);

@@ -441,7 +441,7 @@ impl Executor {
         deadline: Option<chrono::DateTime<chrono::Utc>>,
     ) -> String {
         let prompt_text = self
-            .render(&policy.prompt, Quoting::Plain)
+            .render_text(&policy.prompt)
             .unwrap_or_else(|_| policy.prompt.clone());
         let what = if policy.manual { "manual step" } else { "gate" };
         let mut heading = format!(

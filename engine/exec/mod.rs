@@ -27,11 +27,12 @@ use crate::people::policy::{self, Policy, Verdict};
 use crate::runbook::duration::format_duration;
 use crate::runbook::params::{value_text, Params};
 use crate::runbook::plan::{Expectation, Plan, PlannedStep, ScriptSource, StepKind};
-use crate::runbook::template::{self, Placeholder, Quoting};
+use crate::runbook::template::{self, Placeholder};
 use crate::runbook::{OnFailure, OnTimeout};
 use crate::script::{self, ScriptContext, ScriptInputs, ScriptOutcome};
 use crate::sys::abort::AbortSignal;
 use crate::sys::hostinfo;
+use crate::sys::shell::Environment;
 use crate::sys::shell::{self, CommandSpec};
 
 mod attempts;
@@ -620,9 +621,28 @@ impl Executor {
     /// What a step would do, for dry runs: the rendered command, or the first script line.
     fn describe(&self, step: &PlannedStep) -> String {
         match &step.kind {
-            StepKind::Shell { command } => self
-                .render(command, Quoting::Shell)
-                .unwrap_or_else(|e| format!("{command} ({e})")),
+            StepKind::Shell { command } => match self.bind_command(command) {
+                // The command as it would run, then the values its variables would hold
+                // (secrets masked when the event is journaled).
+                Ok((bound, values)) if values.is_empty() => bound,
+                Ok((bound, values)) => {
+                    let secret: Vec<String> = self
+                        .params
+                        .secrets()
+                        .into_iter()
+                        .map(|s| s.env_name)
+                        .collect();
+                    let shown: Vec<String> = values
+                        .iter()
+                        .map(|(name, value)| match secret.contains(name) {
+                            true => format!("{name}={}", crate::exec::redact::MASK),
+                            false => format!("{name}={}", template::shell_quote(value)),
+                        })
+                        .collect();
+                    format!("{bound}  # {}", shown.join(" "))
+                }
+                Err(e) => format!("{command} ({e})"),
+            },
             StepKind::Rhai {
                 source: ScriptSource::File(file),
                 ..
@@ -640,7 +660,7 @@ impl Executor {
             }
             StepKind::Manual { instructions } => format!(
                 "manual: {}",
-                self.render(instructions, Quoting::Plain)
+                self.render_text(instructions)
                     .unwrap_or_else(|_| instructions.clone())
             ),
             StepKind::Gate(gate) => format!("gate: {}", gate.prompt),

@@ -21,6 +21,18 @@ pub trait SecretSource {
 pub struct Params {
     values: IndexMap<String, Value>,
     secret_names: Vec<String>,
+    /// The variable each secret was read from (`env:`), by name.
+    secret_sources: Vec<(String, String)>,
+}
+
+/// A secret parameter as a command may receive it.
+pub struct Secret {
+    pub name: String,
+    /// `OPSBOOK_PARAM_<NAME>`.
+    pub env_name: String,
+    pub value: String,
+    /// The variable it was read from, if any (`env:`).
+    pub source: Option<String>,
 }
 
 /// Splits `KEY=VALUE` from the command line.
@@ -90,6 +102,9 @@ impl Params {
             let from_env = spec.env.as_deref().and_then(env);
             let raw = if spec.secret {
                 params.secret_names.push(name.clone());
+                if let Some(source) = &spec.env {
+                    params.secret_sources.push((name.clone(), source.clone()));
+                }
                 from_env.or_else(|| secrets.ask(name, spec.description.as_deref()))
             } else {
                 from_command_line.or(from_env)
@@ -158,10 +173,31 @@ impl Params {
             .collect()
     }
 
-    /// `OPSBOOK_PARAM_<NAME>` for each value, for commands.
+    /// The secrets with values, for the steps that use them.
+    pub fn secrets(&self) -> Vec<Secret> {
+        self.secret_names
+            .iter()
+            .filter_map(|name| {
+                let value = self.values.get(name)?;
+                Some(Secret {
+                    name: name.clone(),
+                    env_name: env_name(name),
+                    value: value_text(value),
+                    source: self
+                        .secret_sources
+                        .iter()
+                        .find(|(n, _)| n == name)
+                        .map(|(_, s)| s.clone()),
+                })
+            })
+            .collect()
+    }
+
+    /// `OPSBOOK_PARAM_<NAME>` for each value but the secrets, for every step's commands.
     pub fn environment(&self) -> Vec<(String, String)> {
         self.values
             .iter()
+            .filter(|(k, _)| !self.is_secret(k))
             .map(|(k, v)| (env_name(k), value_text(v)))
             .collect()
     }
@@ -173,7 +209,9 @@ impl Params {
 
 /// The environment variable a parameter reaches commands in: `OPSBOOK_PARAM_<NAME>`.
 pub fn env_name(param: &str) -> String {
-    format!("OPSBOOK_PARAM_{}", param.to_uppercase())
+    crate::runbook::template::env_name_of(&crate::runbook::template::Placeholder::Param(
+        param.to_string(),
+    ))
 }
 
 /// A value as text: strings as they are, everything else as JSON.

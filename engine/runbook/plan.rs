@@ -54,6 +54,33 @@ pub struct PlannedStep {
     pub expect: Option<Expectation>,
 }
 
+impl PlannedStep {
+    /// Whether the step's texts name the parameter `name` (as `params.NAME`, a placeholder,
+    /// or one of `env_names`): a secret is exported only to steps that do. A script file is
+    /// taken to use every parameter, since its text is not kept with the plan.
+    pub fn uses_param(&self, name: &str, env_names: &[&str]) -> bool {
+        let mentions = |text: &str| {
+            text.contains(&format!("params.{name}"))
+                || text.contains(&format!("params[\"{name}\"]"))
+                || env_names.iter().any(|e| text.contains(e))
+        };
+        let own = match &self.kind {
+            StepKind::Rhai {
+                source: ScriptSource::File(_),
+                ..
+            } => true,
+            StepKind::Rhai {
+                source: ScriptSource::Inline(text),
+                ..
+            } => mentions(text),
+            StepKind::Shell { command } => mentions(command),
+            StepKind::Manual { .. } | StepKind::Gate(_) | StepKind::Parallel(_) => false,
+        };
+        own || self.when.as_ref().is_some_and(|w| mentions(&w.text))
+            || matches!(&self.expect, Some(Expectation::Check(e)) if mentions(&e.text))
+    }
+}
+
 pub enum StepKind {
     Rhai { source: ScriptSource, ast: Arc<AST> },
     Shell { command: String },

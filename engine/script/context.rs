@@ -10,7 +10,7 @@ use rhai::{Dynamic, EvalAltResult, Map, Position};
 
 use crate::script::limits;
 use crate::sys::abort::AbortSignal;
-use crate::sys::shell::{self, CommandSpec};
+use crate::sys::shell::{self, CommandSpec, Environment};
 
 /// Why a script was stopped from outside (the token of `ErrorTerminated`).
 pub(crate) const STOP_TIMEOUT: &str = "opsbook:timeout";
@@ -21,7 +21,7 @@ pub(crate) const STOP_SKIP: &str = "opsbook:skip";
 pub struct ScriptContext {
     pub deadline: Instant,
     pub abort: AbortSignal,
-    pub env: Vec<(String, String)>,
+    pub env: Environment,
     pub runtime: tokio::runtime::Handle,
     pub on_line: Arc<dyn Fn(&str) + Send + Sync>,
     pub log: Vec<String>,
@@ -35,7 +35,7 @@ impl ScriptContext {
     pub fn new(
         timeout: Duration,
         abort: AbortSignal,
-        env: Vec<(String, String)>,
+        env: Environment,
         runtime: tokio::runtime::Handle,
         on_line: Arc<dyn Fn(&str) + Send + Sync>,
     ) -> Self {

@@ -23,8 +23,16 @@ const DRAIN_GRACE: Duration = Duration::from_millis(250);
 
 pub struct CommandSpec {
     pub command: String,
-    pub env: Vec<(String, String)>,
+    pub env: Environment,
     pub timeout: Duration,
+}
+
+/// What a command's environment adds to the engine's, and what it leaves out (a secret's
+/// source variable, for a step that does not use the secret).
+#[derive(Debug, Clone, Default)]
+pub struct Environment {
+    pub set: Vec<(String, String)>,
+    pub remove: Vec<String>,
 }
 
 #[derive(Debug, Default)]
@@ -86,7 +94,7 @@ pub async fn run_command(
     command
         .arg("-c")
         .arg(&spec.command)
-        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .envs(spec.env.set.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -100,6 +108,9 @@ pub async fn run_command(
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
             Ok(())
         });
+    }
+    for name in &spec.env.remove {
+        command.env_remove(name);
     }
     let mut child = command.spawn()?;
     let pid = child.id().map(|p| p as i32);
@@ -215,7 +226,10 @@ mod tests {
     fn spec(command: &str, timeout: Duration) -> CommandSpec {
         CommandSpec {
             command: command.into(),
-            env: vec![("OPSBOOK_TEST_VALUE".into(), "from env".into())],
+            env: Environment {
+                set: vec![("OPSBOOK_TEST_VALUE".into(), "from env".into())],
+                remove: Vec::new(),
+            },
             timeout,
         }
     }

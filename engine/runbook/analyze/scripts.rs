@@ -58,6 +58,32 @@ impl Linter<'_> {
         for node in texts.into_iter().flatten() {
             self.lint_placeholders(node, id, section);
         }
+        if let Some(command) = map.get_scalar("shell") {
+            self.lint_command_placeholders(command, id);
+        }
+    }
+
+    /// A placeholder in a command becomes an environment reference; where no reference can
+    /// be expanded safely (single quotes, backquotes, `$((…))`, a comment, a quoted here-
+    /// document) it is an error at its position.
+    pub(super) fn lint_command_placeholders(&mut self, node: &MarkedScalarNode, id: &str) {
+        let text = node.as_str();
+        let location = self.locate(node);
+        for found in template::find(text) {
+            if found.placeholder.is_err() {
+                continue; // reported by lint_placeholders
+            }
+            if let template::ShellContext::Unsafe(place) = template::context_at(text, found.start) {
+                let at = self.map_offset(location, text, found.start);
+                self.error_at(
+                    at,
+                    format!(
+                        "`{{{{ {} }}}}` in the command of step `{id}` is {place}, where a value cannot be passed safely; move it outside, or into double quotes",
+                        found.inner
+                    ),
+                );
+            }
+        }
     }
 
     pub(super) fn lint_script_file(&mut self, node: &MarkedScalarNode, id: &str) {

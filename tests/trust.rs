@@ -1,0 +1,110 @@
+//! What a hostile value cannot do: become shell code through a placeholder, reach a step that
+//! does not use it. Each test is named after what broke.
+
+use crate::support::Workspace;
+
+#[test]
+fn a_parameter_inside_double_quotes_is_not_run_as_code() {
+    let ws = Workspace::new();
+    ws.runbook(
+        "deploy",
+        r#"
+runbook: deploy
+title: Says what it deploys
+params:
+  v: { type: string, required: true }
+steps:
+  - id: announce
+    shell: echo "Deploying {{ params.v }} now" > said
+"#,
+    );
+    ws.cmd(["run", "deploy", "-p", "v=$(touch pwned) `touch pwned2`"])
+        .run()
+        .status(0);
+    assert!(!ws.path().join("pwned").exists(), "$(…) in a value ran");
+    assert!(!ws.path().join("pwned2").exists(), "`…` in a value ran");
+    assert_eq!(
+        std::fs::read_to_string(ws.path().join("said")).unwrap(),
+        "Deploying $(touch pwned) `touch pwned2` now\n"
+    );
+}
+
+#[test]
+fn one_commands_output_does_not_inject_into_the_next() {
+    let ws = Workspace::new();
+    ws.runbook(
+        "chain",
+        r#"
+runbook: chain
+title: Passes output along
+steps:
+  - id: first
+    shell: printf '%s' '$(touch pwned); touch pwned'
+  - id: second
+    shell: echo "got {{ vars.first.stdout }}" > got; echo {{ vars.first.stdout }} >> got
+"#,
+    );
+    ws.cmd(["run", "chain"]).run().status(0);
+    assert!(!ws.path().join("pwned").exists(), "step output ran as code");
+    assert_eq!(
+        std::fs::read_to_string(ws.path().join("got")).unwrap(),
+        "got $(touch pwned); touch pwned\n$(touch pwned); touch pwned\n"
+    );
+}
+
+#[test]
+fn check_refuses_a_placeholder_inside_single_quotes_at_its_position() {
+    let ws = Workspace::new();
+    ws.runbook(
+        "quoted",
+        r#"runbook: quoted
+title: Single quotes
+params:
+  v: { type: string }
+steps:
+  - id: say
+    shell: echo 'value={{ params.v }}'
+"#,
+    );
+    let out = ws.cmd(["check"]).run().status(2);
+    let path = ws.path().join("runbooks/quoted.yaml");
+    assert!(
+        out.stderr.contains(&format!(
+            "{}:7:24: error: `{{{{ params.v }}}}` in the command of step `say` is inside single quotes, where a value cannot be passed safely; move it outside, or into double quotes",
+            path.display()
+        )),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn a_secret_reaches_only_the_steps_that_use_it() {
+    let ws = Workspace::new();
+    ws.runbook(
+        "secretive",
+        r#"
+runbook: secretive
+title: One step uses the token
+params:
+  token: { type: string, secret: true, env: MY_TOKEN, required: true }
+steps:
+  - id: uses
+    shell: test "{{ params.token }}" = "s3cret-value" && env > uses.env
+  - id: other
+    shell: env > other.env
+"#,
+    );
+    ws.cmd(["run", "secretive"])
+        .env("MY_TOKEN", "s3cret-value")
+        .run()
+        .status(0);
+    let uses = std::fs::read_to_string(ws.path().join("uses.env")).unwrap();
+    let other = std::fs::read_to_string(ws.path().join("other.env")).unwrap();
+    assert!(uses.contains("OPSBOOK_PARAM_TOKEN=s3cret-value"), "{uses}");
+    assert!(
+        !other.contains("s3cret-value"),
+        "the secret reached a step that does not use it:\n{other}"
+    );
+    assert!(!other.contains("MY_TOKEN="), "{other}");
+}
