@@ -11,6 +11,7 @@ pub(crate) mod error;
 pub(crate) mod exec;
 pub(crate) mod journal;
 pub(crate) mod people;
+pub(crate) mod printable;
 pub(crate) mod report;
 pub(crate) mod runbook;
 pub(crate) mod script;

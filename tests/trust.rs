@@ -108,3 +108,39 @@ steps:
     );
     assert!(!other.contains("MY_TOKEN="), "{other}");
 }
+
+#[test]
+fn escape_sequences_in_step_output_and_names_do_not_reach_the_terminal() {
+    let ws = Workspace::new();
+    ws.runbook(
+        "spoof",
+        r#"
+runbook: spoof
+title: Clears the screen and fakes a line
+steps:
+  - id: fake
+    name: "Innocent \e]0;title\a name"
+    shell: printf '\033[2J\033[H\342\234\223 deploy succeeded\r\n\302\23331m'; exit 3
+"#,
+    );
+    let run = ws.cmd(["run", "spoof"]).run().status(1);
+    let id = run.run_id();
+    let show = ws.cmd(["show", &id]).run().status(0);
+    for (what, text) in [("run", &run.stdout), ("show", &show.stdout)] {
+        assert!(
+            !text.contains('\u{1b}') && !text.contains('\u{9b}') && !text.contains('\r'),
+            "{what} printed raw control characters: {text:?}"
+        );
+    }
+    assert!(
+        show.stdout
+            .contains("| \\x1b[2J\\x1b[H✓ deploy succeeded\n      | \\u009b31m\n"),
+        "{}",
+        show.stdout
+    );
+    assert!(
+        run.stdout.contains("Innocent \\x1b]0;title\\x07 name"),
+        "{}",
+        run.stdout
+    );
+}

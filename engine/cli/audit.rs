@@ -34,16 +34,16 @@ pub fn audit(settings: &Settings, command: AuditCommand) -> Result<i32> {
         AuditCommand::Head { json } => {
             let status = journal.verify()?;
             if json {
-                println!(
+                outln!(
                     "{}",
                     to_json(
                         &serde_json::json!({"head": status.head, "events": status.events, "intact": status.intact})
                     )?
                 );
             } else {
-                println!("head {} events {}", status.head, status.events);
+                outln!("head {} events {}", status.head, status.events);
                 if !status.intact {
-                    eprintln!("warning: the chain is broken; run `opsbook audit verify`");
+                    errln!("warning: the chain is broken; run `opsbook audit verify`");
                 }
             }
             Ok(exit::SUCCESS)
@@ -72,15 +72,17 @@ fn verify(
     let run_id = run.map(|r| view::resolve_run_id(journal, r)).transpose()?;
     let verdict = chain::audit(journal, run_id.as_deref(), expect_head)?;
     if json {
-        println!("{}", to_json(&verdict)?);
+        outln!("{}", to_json(&verdict)?);
     } else {
         match &verdict.first_break {
-            None => println!(
+            None => outln!(
                 "intact: {}: {} events verified; head {}",
-                verdict.scope, verdict.events, verdict.head
+                verdict.scope,
+                verdict.events,
+                verdict.head
             ),
-            Some(b) if b.seq == 0 => println!("BROKEN: {}: {}", verdict.scope, b.problem),
-            Some(b) => println!("BROKEN: {}: event {}: {}", verdict.scope, b.seq, b.problem),
+            Some(b) if b.seq == 0 => outln!("BROKEN: {}: {}", verdict.scope, b.problem),
+            Some(b) => outln!("BROKEN: {}: event {}: {}", verdict.scope, b.seq, b.problem),
         }
     }
     Ok(if verdict.intact {

@@ -53,12 +53,12 @@ pub fn check(settings: &Settings, paths: &[PathBuf]) -> Result<i32> {
         }
     }
     if !all.0.is_empty() {
-        eprintln!("{all}");
+        errln!("{all}");
     }
     let errors = all.error_count();
     let scripts = checked_scripts.len();
     if errors > 0 {
-        println!(
+        outln!(
             "{errors} error(s) in {} runbook file(s) checked",
             files.len()
         );
@@ -70,7 +70,7 @@ pub fn check(settings: &Settings, paths: &[PathBuf]) -> Result<i32> {
         } else {
             String::new()
         };
-        println!(
+        outln!(
             "{} runbook(s) valid{warned} (scripts folders checked: {scripts})",
             files.len()
         );
@@ -114,11 +114,11 @@ fn check_scripts(dir: &Path, engine: &rhai::Engine) -> Diagnostics {
 pub fn list(settings: &Settings, json: bool) -> Result<i32> {
     let entries = library::entries(settings)?;
     if json {
-        println!("{}", to_json(&entries)?);
+        outln!("{}", to_json(&entries)?);
         return Ok(exit::SUCCESS);
     }
     if entries.is_empty() {
-        println!("no runbooks in {}", settings.runbooks.display());
+        outln!("no runbooks in {}", settings.runbooks.display());
     }
     for e in &entries {
         let state = if !e.valid {
@@ -128,7 +128,7 @@ pub fn list(settings: &Settings, json: bool) -> Result<i32> {
         } else {
             String::new()
         };
-        println!(
+        outln!(
             "{:<24} v{:<3} {:<7} {:>3} steps  {}  {}",
             e.id,
             e.version

@@ -18,9 +18,14 @@ pub fn handover(
     let by = Directory::new(&mut journal)
         .authenticate(identity.as_name.as_deref(), &identity.passphrases)?;
     let done = handover::hand_over(&mut journal, run, to, note, &by)?;
-    println!(
+    outln!(
         "run {} handed over from {} to {}; {} takes it on with: opsbook resume {} --as {}",
-        done.run, done.from, done.to, done.to, done.run, done.to
+        done.run,
+        done.from,
+        done.to,
+        done.to,
+        done.run,
+        done.to
     );
     Ok(exit::SUCCESS)
 }

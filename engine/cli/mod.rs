@@ -22,6 +22,24 @@ use crate::sys::abort::AbortSignal;
 use crate::term::console::TerminalConsole;
 use crate::term::{progress, prompt};
 
+/// Everything a command prints passes through these, so that text from outside (names,
+/// step output, errors) reaches the terminal with its control characters escaped.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        println!("{}", $crate::printable::escape(&format!($($arg)*)))
+    };
+}
+macro_rules! out {
+    ($($arg:tt)*) => {
+        print!("{}", $crate::printable::escape(&format!($($arg)*)))
+    };
+}
+macro_rules! errln {
+    ($($arg:tt)*) => {
+        eprintln!("{}", $crate::printable::escape(&format!($($arg)*)))
+    };
+}
+
 mod audit;
 mod check;
 mod handover;
@@ -188,11 +206,11 @@ pub fn main() -> i32 {
         Ok(code) => code,
         Err(Error::Invalid(diagnostics)) => {
             // Each diagnostic says `error:` itself.
-            eprintln!("{diagnostics}");
+            errln!("{diagnostics}");
             exit::BAD_INPUT
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             e.exit_code()
         }
     }
@@ -233,7 +251,7 @@ fn execute(cli: Cli) -> Result<i32> {
 fn load_plan(settings: &Settings, path: &Path) -> Result<(Plan, Arc<rhai::Engine>)> {
     let loaded = library::load(settings, path)?;
     for warning in &loaded.warnings {
-        eprintln!("{warning}");
+        errln!("{warning}");
     }
     Ok((loaded.plan, loaded.engine))
 }
@@ -326,7 +344,7 @@ fn drive(
     }
     if let Some(path) = report {
         reports::write_run_report(settings, &result.run_id, path, None)?;
-        println!("report: {}", path.display());
+        outln!("report: {}", path.display());
     }
     Ok(result.status.exit_code())
 }

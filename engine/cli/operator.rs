@@ -127,7 +127,7 @@ pub fn operator(settings: &Settings, identity: &Identity, command: OperatorComma
             } else {
                 ""
             };
-            println!(
+            outln!(
                 "added operator {} with role {}{first}",
                 added.name,
                 added.role.name()
@@ -137,9 +137,9 @@ pub fn operator(settings: &Settings, identity: &Identity, command: OperatorComma
         OperatorCommand::List { json } => {
             let list = directory.list()?;
             if json {
-                println!("{}", to_json(&list)?);
+                outln!("{}", to_json(&list)?);
             } else if list.is_empty() {
-                println!("no operators registered: runs are attributed to the OS user, unverified");
+                outln!("no operators registered: runs are attributed to the OS user, unverified");
             } else {
                 for o in list {
                     let alias = if o.person != o.name {
@@ -152,7 +152,7 @@ pub fn operator(settings: &Settings, identity: &Identity, command: OperatorComma
                         .map(|u| format!(" os-user {u}"))
                         .unwrap_or_default();
                     let disabled = if o.disabled { " DISABLED" } else { "" };
-                    println!("{:<20} {:<10}{os}{alias}{disabled}", o.name, o.role.name());
+                    outln!("{:<20} {:<10}{os}{alias}{disabled}", o.name, o.role.name());
                 }
             }
             Ok(exit::SUCCESS)
@@ -165,13 +165,13 @@ pub fn operator(settings: &Settings, identity: &Identity, command: OperatorComma
             let name = name.unwrap_or_else(|| by.name.clone());
             let passphrase = new_passphrase(new_passphrase_file.as_ref(), &name)?;
             directory.set_passphrase(&name, &passphrase, &by)?;
-            println!("passphrase of {name} changed");
+            outln!("passphrase of {name} changed");
             Ok(exit::SUCCESS)
         }
         OperatorCommand::Disable { name } => {
             let by = directory.authenticate(identity.as_name.as_deref(), &identity.passphrases)?;
             directory.disable(&name, &by)?;
-            println!("operator {name} disabled");
+            outln!("operator {name} disabled");
             Ok(exit::SUCCESS)
         }
     }

@@ -62,7 +62,7 @@ fn write_or_print(output: Option<&Path>, text: &str) -> Result<()> {
             std::fs::write(path, text).map_err(|e| Error::file(path, format!("cannot write: {e}")))
         }
         None => {
-            print!("{text}");
+            out!("{text}");
             Ok(())
         }
     }
@@ -134,14 +134,14 @@ pub fn docs(settings: &Settings, args: DocsArgs) -> Result<i32> {
                 docs.push(doc);
             }
             Err(e) => {
-                eprintln!("{e}");
+                errln!("{e}");
                 invalid.push(file.display().to_string());
             }
         }
     }
     let index = renderer.render_index(&docs, format)?;
     write_or_print(Some(&dir.join(format!("index.{extension}"))), &index)?;
-    println!(
+    outln!(
         "{} runbook document(s) and an index written to {}",
         docs.len(),
         dir.display()
@@ -149,7 +149,7 @@ pub fn docs(settings: &Settings, args: DocsArgs) -> Result<i32> {
     if invalid.is_empty() {
         Ok(exit::SUCCESS)
     } else {
-        eprintln!("not documented (invalid): {}", invalid.join(", "));
+        errln!("not documented (invalid): {}", invalid.join(", "));
         Ok(exit::BAD_INPUT)
     }
 }

@@ -35,14 +35,14 @@ pub fn runs(
         r.interrupted = !crate::journal::lease::Lease::is_held_elsewhere(&settings.db, &r.id)?;
     }
     if json {
-        println!("{}", to_json(&runs)?);
+        outln!("{}", to_json(&runs)?);
         return Ok(exit::SUCCESS);
     }
     if runs.is_empty() {
-        println!("no runs");
+        outln!("no runs");
     }
     for r in &runs {
-        println!(
+        outln!(
             "{}  {:<20} v{:<3} {:<16} {}  {}{}",
             r.id,
             r.runbook,
@@ -64,13 +64,13 @@ pub fn show(settings: &Settings, run: &str, json: bool) -> Result<i32> {
     let journal = Journal::open(&settings.db)?;
     let view = view::load_run(&journal, run)?;
     if json {
-        println!("{}", to_json(&view)?);
+        outln!("{}", to_json(&view)?);
     } else {
-        print!("{}", text::render_run(&view));
+        out!("{}", text::render_run(&view));
         if view.status == RunStatus::Running
             && !crate::journal::lease::Lease::is_held_elsewhere(&settings.db, &view.id)?
         {
-            println!(
+            outln!(
                 "\nthis run was interrupted: no process drives it. Continue it with: opsbook resume {}",
                 view.id
             );

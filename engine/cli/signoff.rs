@@ -56,7 +56,7 @@ pub fn signoff(settings: &Settings, identity: &Identity, args: SignoffArgs) -> R
             AcceptanceDecision::Rejected
         };
         signoff::accept(&mut journal, &run, &signer, decision, args.comment)?;
-        println!("training run {} {decision} by {}", run.id, signer.name);
+        outln!("training run {} {decision} by {}", run.id, signer.name);
         return Ok(exit::SUCCESS);
     }
     let step_id = match (&args.step, signoff::waiting_step(&run)) {
@@ -97,9 +97,10 @@ pub fn signoff(settings: &Settings, identity: &Identity, args: SignoffArgs) -> R
         }
         _ => "the run continues".into(),
     };
-    println!(
+    outln!(
         "{decision} step `{step_id}` of run {} as {}; {next}",
-        run.id, signer.name
+        run.id,
+        signer.name
     );
     Ok(exit::SUCCESS)
 }

@@ -22,11 +22,11 @@ pub fn training(settings: &Settings, name: Option<&str>, json: bool) -> Result<i
     };
     let lines = training::record(&journal, person.as_deref(), &required)?;
     if json {
-        println!("{}", to_json(&lines)?);
+        outln!("{}", to_json(&lines)?);
         return Ok(exit::SUCCESS);
     }
     if lines.is_empty() {
-        println!(
+        outln!(
             "no supervised training runs{}",
             name.map(|n| format!(" for {n}")).unwrap_or_default()
         );
@@ -40,7 +40,7 @@ pub fn training(settings: &Settings, name: Option<&str>, json: bool) -> Result<i
             ),
             _ => "no qualification set".into(),
         };
-        println!(
+        outln!(
             "{:<16} {:<24} {} supervised, {} accepted, {} rejected, {} awaiting; last {}; {qualified}",
             l.trainee,
             l.runbook,

@@ -6,6 +6,7 @@ use crate::exec::console::{
     Attendance, AttendedAnswer, AttendedDecision, AttendedKind, Console, Signer,
 };
 use crate::exec::resume::InterruptedChoice;
+use crate::printable;
 use crate::term::prompt;
 
 /// The person at this process's terminal.
@@ -13,7 +14,7 @@ pub struct TerminalConsole;
 
 impl Console for TerminalConsole {
     fn attend(&self, q: &Attendance) -> Option<AttendedAnswer> {
-        eprintln!("{}", q.heading);
+        eprintln!("{}", printable::escape(&q.heading));
         let (question, choices): (&str, &[char]) = match q.kind {
             AttendedKind::ManualObserved => (
                 "   [d]one, as expected / [m]ismatch / [s]kip (with a reason) / [w]ait (park) / [a]bort? ",
@@ -74,7 +75,12 @@ impl Console for TerminalConsole {
     }
 
     fn interrupted(&self, step: &str, name: &str) -> Option<InterruptedChoice> {
-        eprintln!("\nstep {step} ({name}) was interrupted: it started and never finished, and it is not idempotent.");
+        eprintln!(
+            "{}",
+            printable::escape(&format!(
+                "\nstep {step} ({name}) was interrupted: it started and never finished, and it is not idempotent."
+            ))
+        );
         let choice = prompt::ask_choice(
             "  [r]un it again / [m]ark it done (with a comment) / [a]bort the run? ",
             &['r', 'm', 'a'],

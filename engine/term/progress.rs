@@ -10,6 +10,7 @@ use std::time::Duration;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::exec::progress::{FinishedStep, Progress};
+use crate::printable;
 use crate::report::text::symbol;
 use crate::runbook::duration::format_duration;
 
@@ -18,7 +19,7 @@ use crate::runbook::duration::format_duration;
 fn say(line: &str) {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}");
+    let _ = writeln!(out, "{}", printable::escape(line));
 }
 
 /// The one line printed for a finished step.
@@ -127,7 +128,7 @@ impl Progress for TerminalProgress {
             ProgressStyle::with_template("  {spinner} {prefix} {elapsed:>4} {wide_msg}")
                 .expect("a valid template literal"),
         );
-        spinner.set_prefix(name.to_string());
+        spinner.set_prefix(printable::escape_line(name).into_owned());
         spinner.enable_steady_tick(Duration::from_millis(120));
         if let Ok(mut running) = self.running.lock() {
             running.insert(id.to_string(), spinner);
@@ -137,7 +138,7 @@ impl Progress for TerminalProgress {
     fn step_line(&self, id: &str, line: &str) {
         if let Ok(running) = self.running.lock() {
             if let Some(spinner) = running.get(id) {
-                spinner.set_message(first_line(line, 200));
+                spinner.set_message(printable::escape_line(&first_line(line, 200)).into_owned());
             }
         }
     }
