@@ -73,6 +73,9 @@ pub enum Error {
     #[error("{place}: {message}")]
     Template { place: String, message: String },
 
+    #[error("no journal at {}: check --db or OPSBOOK_DB (the first run of a runbook creates the journal)", path.display())]
+    NoJournal { path: PathBuf },
+
     #[error("no run with id `{id}` in the journal; `opsbook runs` lists the runs")]
     UnknownRun { id: String },
 
@@ -290,6 +293,7 @@ impl Error {
             | TemplateForJson
             | Template { .. }
             | UnknownRun { .. }
+            | NoJournal { .. }
             | AmbiguousRun { .. }
             | UnknownStep { .. }
             | NotSignable { .. }

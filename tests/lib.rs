@@ -6,6 +6,7 @@ mod check;
 mod conditions;
 mod environment;
 mod gates;
+mod inputs;
 mod journal_compat;
 mod layout;
 mod report;

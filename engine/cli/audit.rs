@@ -29,7 +29,7 @@ pub enum AuditCommand {
 }
 
 pub fn audit(settings: &Settings, command: AuditCommand) -> Result<i32> {
-    let journal = Journal::open(&settings.db)?;
+    let journal = Journal::open_read_only(&settings.db)?;
     match command {
         AuditCommand::Head { json } => {
             let status = journal.verify()?;

@@ -323,8 +323,10 @@ fn drive(
     report: Option<&Path>,
 ) -> Result<i32> {
     if let Some(path) = report {
-        // Known before the run starts, so a bad name fails before step 1.
+        // Known before the run starts, so a bad name or a place it cannot be written fails
+        // before step 1.
         crate::report::Format::from_path(path)?;
+        check_writable(path)?;
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -347,6 +349,22 @@ fn drive(
         outln!("report: {}", path.display());
     }
     Ok(result.status.exit_code())
+}
+
+/// Fails unless `path` can be written: an existing file opened for writing, or a new one
+/// created (and removed again) in a folder that exists.
+fn check_writable(path: &Path) -> Result<()> {
+    let existed = path.exists();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(|e| Error::file(path, format!("the report cannot be written there: {e}")))?;
+    if !existed {
+        let _ = std::fs::remove_file(path);
+    }
+    Ok(())
 }
 
 /// What the operator reads when a drive ends: how it ended and what to do next.

@@ -52,6 +52,19 @@ fn choose_format(name: Option<&str>, output: Option<&Path>) -> Result<Format> {
     }
 }
 
+/// Runbook documents are Markdown or HTML.
+fn document_format(format: Format, given: Option<&str>) -> Result<()> {
+    match format {
+        Format::Markdown | Format::Html => Ok(()),
+        Format::Json | Format::Junit => Err(Error::BadValue {
+            flag: "--format",
+            value: given.unwrap_or("(from the file name)").to_string(),
+            expected: "runbook documents are md or html (json and junit are for run reports)"
+                .into(),
+        }),
+    }
+}
+
 fn write_or_print(output: Option<&Path>, text: &str) -> Result<()> {
     match output {
         Some(path) => {
@@ -86,7 +99,7 @@ fn render_run_report(
     format: Format,
     template: Option<&Path>,
 ) -> Result<String> {
-    let journal = Journal::open(&settings.db)?;
+    let journal = Journal::open_read_only(&settings.db)?;
     let view = view::load_run(&journal, run)?;
     let chain = journal.verify()?;
     let mut renderer = Renderer::new(settings.reports_dir.as_deref())?;
@@ -107,6 +120,7 @@ pub fn docs(settings: &Settings, args: DocsArgs) -> Result<i32> {
     let renderer = Renderer::new(settings.reports_dir.as_deref())?;
     if !args.all {
         let format = choose_format(args.format.as_deref(), args.output.as_deref())?;
+        document_format(format, args.format.as_deref())?;
         let name = args.runbook.as_deref().unwrap_or_default();
         let (plan, _) = load_plan(settings, &library::resolve(settings, name)?)?;
         let text = renderer.render_runbook(&RunbookDoc::new(&plan), format)?;
@@ -117,6 +131,7 @@ pub fn docs(settings: &Settings, args: DocsArgs) -> Result<i32> {
         Some(f) => Format::parse(f)?,
         None => Format::Markdown,
     };
+    document_format(format, args.format.as_deref())?;
     let extension = if format == Format::Html { "html" } else { "md" };
     let dir = args.output.unwrap_or_default();
     std::fs::create_dir_all(&dir)

@@ -24,7 +24,7 @@ pub fn runs(
         })?),
         None => None,
     };
-    let journal = Journal::open(&settings.db)?;
+    let journal = Journal::open_read_only(&settings.db)?;
     let mut runs: Vec<_> = view::list_runs(&journal)?
         .into_iter()
         .filter(|r| runbook.is_none_or(|id| r.runbook == id))
@@ -61,7 +61,7 @@ pub fn runs(
 }
 
 pub fn show(settings: &Settings, run: &str, json: bool) -> Result<i32> {
-    let journal = Journal::open(&settings.db)?;
+    let journal = Journal::open_read_only(&settings.db)?;
     let view = view::load_run(&journal, run)?;
     if json {
         outln!("{}", to_json(&view)?);

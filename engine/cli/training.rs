@@ -9,7 +9,7 @@ use crate::people::training;
 use crate::runbook::library;
 
 pub fn training(settings: &Settings, name: Option<&str>, json: bool) -> Result<i32> {
-    let mut journal = Journal::open(&settings.db)?;
+    let mut journal = Journal::open_read_only(&settings.db)?;
     let person = match name {
         Some(n) => Some(Directory::new(&mut journal).person_of(n)?),
         None => None,

@@ -80,10 +80,8 @@ pub struct Admission<'a> {
 /// Decides whether a new run may start, and under whose supervision.
 pub fn admit(journal: &mut Journal, admission: Admission) -> Result<Option<Supervision>> {
     let plan = admission.plan;
-    if plan.runbook.change == ChangePolicy::Required
-        && admission.change.is_none()
-        && !admission.dry_run
-    {
+    let change_given = admission.change.is_some_and(|c| !c.trim().is_empty());
+    if plan.runbook.change == ChangePolicy::Required && !change_given && !admission.dry_run {
         return Err(Error::ChangeRequired {
             runbook: plan.runbook.runbook.clone(),
         });

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -102,6 +102,41 @@ impl Journal {
         };
         journal.migrate()?;
         Ok(journal)
+    }
+
+    /// Opens an existing journal for reading only: a mistyped path is refused instead of
+    /// creating an empty journal, nothing is written (no migration), and a journal in a
+    /// folder the reader cannot write (an auditor's copy) is read as immutable.
+    pub fn open_read_only(path: &Path) -> Result<Self> {
+        if !path.is_file() {
+            return Err(Error::NoJournal {
+                path: path.to_path_buf(),
+            });
+        }
+        let fail = |e: rusqlite::Error| Error::journal(path, e);
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let readable = |conn: &Connection| {
+            conn.query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| {
+                r.get::<_, i64>(0)
+            })
+        };
+        let conn = match Connection::open_with_flags(path, flags) {
+            Ok(conn) if readable(&conn).is_ok() => conn,
+            _ => {
+                // WAL needs its shared-memory file; without the right to create it, read
+                // the file as it is on disk.
+                let uri = format!("file:{}?immutable=1", uri_path(path));
+                let conn = Connection::open_with_flags(uri, flags | OpenFlags::SQLITE_OPEN_URI)
+                    .map_err(fail)?;
+                readable(&conn).map_err(fail)?;
+                conn
+            }
+        };
+        conn.busy_timeout(Duration::from_secs(15)).map_err(fail)?;
+        Ok(Self {
+            conn,
+            path: path.to_path_buf(),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -236,14 +271,21 @@ impl Journal {
 
     /// Run ids that start with `prefix` (so a unique prefix of a ULID is enough).
     pub fn find_runs(&self, prefix: &str) -> Result<Vec<String>> {
+        // Run ids are ULIDs: anything else names no run (and is never a pattern).
+        let ulid_char = |c: char| c.is_ascii_digit() || c.is_ascii_uppercase();
+        let prefix = prefix.to_uppercase();
+        if prefix.is_empty() || !prefix.chars().all(ulid_char) {
+            return Ok(Vec::new());
+        }
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT run_id FROM events WHERE kind = 'run_started' AND run_id LIKE ?1 || '%'",
+                "SELECT run_id FROM events
+                 WHERE kind = 'run_started' AND substr(run_id, 1, length(?1)) = ?1",
             )
             .map_err(|e| self.error(e))?;
         let rows = stmt
-            .query_map([prefix.to_uppercase()], |r| r.get(0))
+            .query_map([prefix], |r| r.get(0))
             .and_then(|rows| rows.collect::<rusqlite::Result<Vec<String>>>())
             .map_err(|e| self.error(e))?;
         Ok(rows)
@@ -252,6 +294,21 @@ impl Journal {
     fn query(&self, sql: &str, args: impl rusqlite::Params) -> Result<Vec<StoredEvent>> {
         query_events(&self.conn, sql, args).map_err(|e| self.error(e))
     }
+}
+
+/// A path as the path part of a `file:` URI: `%`, `?` and `#` escaped.
+fn uri_path(path: &Path) -> String {
+    let text = path.to_string_lossy();
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '%' => out.push_str("%25"),
+            '?' => out.push_str("%3f"),
+            '#' => out.push_str("%23"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 fn append_error(path: &Path, e: rusqlite::Error) -> Error {

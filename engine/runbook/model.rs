@@ -281,8 +281,12 @@ impl SourceFile {
 
     pub fn from_bytes(path: &Path, bytes: Vec<u8>) -> Result<Self> {
         let content_hash = hex::encode(Sha256::digest(&bytes));
-        let text = String::from_utf8(bytes)
+        let mut text = String::from_utf8(bytes)
             .map_err(|e| Error::file(path, format!("is not UTF-8 text ({e})")))?;
+        // Editors on some systems start a file with a byte-order mark; it is not content.
+        if text.starts_with('\u{feff}') {
+            text.drain(..'\u{feff}'.len_utf8());
+        }
         Ok(Self {
             path: path.to_path_buf(),
             text,

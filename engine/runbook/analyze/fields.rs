@@ -95,10 +95,18 @@ impl Linter<'_> {
     }
 
     pub(super) fn positive_int(&mut self, map: &MarkedMappingNode, key: &str) {
+        self.int_in(map, key, u32::MAX as i64);
+    }
+
+    /// A whole number from 1 to `max`.
+    pub(super) fn int_in(&mut self, map: &MarkedMappingNode, key: &str, max: i64) {
         if let Some(node) = map.get_node(key) {
             if let Some(s) = self.scalar(node, key, "a whole number") {
                 match s.as_i64() {
-                    Some(n) if n >= 1 && n <= u32::MAX as i64 => {}
+                    Some(n) if n >= 1 && n <= max => {}
+                    Some(n) if n > max => {
+                        self.error(s.span(), format!("`{key}` is {n}; it may be at most {max}"))
+                    }
                     _ => self.error(
                         s.span(),
                         format!(
@@ -111,11 +119,29 @@ impl Linter<'_> {
         }
     }
 
+    /// A duration; `0s` only where `zero` says what it means (a delay of none).
     pub(super) fn duration_value(&mut self, map: &MarkedMappingNode, key: &str) {
+        self.duration_checked(map, key, true);
+    }
+
+    /// A duration that must be longer than nothing (a timeout, an interval).
+    pub(super) fn nonzero_duration(&mut self, map: &MarkedMappingNode, key: &str) {
+        self.duration_checked(map, key, false);
+    }
+
+    fn duration_checked(&mut self, map: &MarkedMappingNode, key: &str, zero_allowed: bool) {
         if let Some(node) = map.get_node(key) {
             if let Some(s) = self.scalar(node, key, "a duration like `30s`, `10m` or `2h`") {
-                if let Err(message) = parse_duration(s.as_str()) {
-                    self.error(s.span(), format!("`{key}`: {message}"));
+                match parse_duration(s.as_str()) {
+                    Err(message) => self.error(s.span(), format!("`{key}`: {message}")),
+                    Ok(d) if d.is_zero() && !zero_allowed => self.error(
+                        s.span(),
+                        format!(
+                            "`{key}` is `{}`; it must be longer than nothing (leave `{key}` out for the default)",
+                            s.as_str()
+                        ),
+                    ),
+                    Ok(_) => {}
                 }
             }
         }

@@ -44,7 +44,7 @@ impl Linter<'_> {
         self.enum_value(map, "change", &["none", "required"]);
         self.enum_value(map, "kind", &["runbook", "test"]);
         self.string_list(map, "tags");
-        self.duration_value(map, "review_every");
+        self.nonzero_duration(map, "review_every");
         self.lint_review(map);
 
         if let Some(params) = map.get_node("params") {

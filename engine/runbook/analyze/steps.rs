@@ -2,6 +2,11 @@
 
 use super::*;
 
+/// A step tried more often than this is a loop, not a retry.
+const MAX_ATTEMPTS: i64 = 100;
+/// More approvals than this is a typo: a gate is signed by people, one by one.
+const MAX_APPROVALS: i64 = 50;
+
 impl Linter<'_> {
     // ----- steps ---------------------------------------------------------------------------
 
@@ -76,7 +81,7 @@ impl Linter<'_> {
         for key in ["name", "description", "manual", "when", "expect", "undo"] {
             self.string_value(map, key);
         }
-        self.duration_value(map, "timeout");
+        self.nonzero_duration(map, "timeout");
         self.enum_value(map, "on_failure", &["abort", "continue", "rollback"]);
         self.bool_value(map, "readonly");
         self.bool_value(map, "idempotent");
@@ -148,7 +153,7 @@ impl Linter<'_> {
                 format!("`retry` of {what} needs `attempts`"),
             );
         }
-        self.positive_int(map, "attempts");
+        self.int_in(map, "attempts", MAX_ATTEMPTS);
         self.duration_value(map, "delay");
         if let Some(node) = map.get_node("backoff") {
             if let Some(s) = self.scalar(node, "backoff", "a number") {
@@ -187,8 +192,8 @@ impl Linter<'_> {
         self.enum_value(map, "evidence", &["required", "optional"]);
         self.enum_value(map, "on_timeout", &["reject", "abort"]);
         self.bool_value(map, "four_eyes");
-        self.positive_int(map, "min_approvals");
-        self.duration_value(map, "timeout");
+        self.int_in(map, "min_approvals", MAX_APPROVALS);
+        self.nonzero_duration(map, "timeout");
         self.string_list(map, "approvers");
         for (shown, span) in self.string_list(map, "show") {
             if !self.main_order.contains(&shown) {
