@@ -171,6 +171,9 @@ pub enum Error {
         needed: usize,
     },
 
+    #[error("refused to start: runbook `{runbook}` is running now (run {run}); wait for it, or pass --concurrent to run it alongside")]
+    AlreadyRunning { runbook: String, run: String },
+
     #[error("refused to start: run {run} is being driven by process {pid} on {host} (lease renewed {renewed_at}); wait for it, or stop that process")]
     LeaseHeld {
         run: String,
@@ -322,6 +325,7 @@ impl Error {
             | TraineeWithoutPath { .. }
             | TraineeNotQualified { .. }
             | LeaseHeld { .. }
+            | AlreadyRunning { .. }
             | ChangedSinceStart { .. }
             | ChangedSinceSignable { .. }
             | NotOwner { .. }

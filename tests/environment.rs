@@ -45,8 +45,18 @@ fn a_journal_that_is_a_folder_exits_6_and_says_what_to_do() {
     let ws = Workspace::new();
     let db = ws.path().join("a-folder");
     std::fs::create_dir(&db).unwrap();
+    ws.runbook(
+        "noop",
+        r#"
+runbook: noop
+title: Does nothing
+steps:
+  - id: nothing
+    shell: "true"
+"#,
+    );
     let out = ws
-        .cmd(["runs"])
+        .cmd(["run", "noop"])
         .env("OPSBOOK_DB", db.to_str().unwrap())
         .run()
         .status(6);

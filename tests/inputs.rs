@@ -67,13 +67,14 @@ fn a_run_id_prefix_is_not_a_pattern() {
 fn a_report_path_that_cannot_be_written_fails_before_step_1() {
     let ws = Workspace::new();
     ws.runbook("one", ONE_STEP);
+    ws.file("not-a-folder", "a file where a folder should be\n");
     let out = ws
-        .cmd(["run", "one", "--report", "no-such-folder/report.html"])
+        .cmd(["run", "one", "--report", "not-a-folder/report.html"])
         .run()
         .status(2);
     assert!(
         out.stderr
-            .starts_with("error: no-such-folder/report.html: the report cannot be written there: "),
+            .starts_with("error: not-a-folder/report.html: the report cannot be written there: "),
         "{}",
         out.stderr
     );

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 /// The subsystems, lowest first: a module may use only those before it in this list.
 const LAYERS: &[&str] = &[
+    "printable",
     "diagnostic",
     "error",
     "sys",

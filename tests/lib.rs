@@ -9,6 +9,7 @@ mod gates;
 mod inputs;
 mod journal_compat;
 mod layout;
+mod pending;
 mod report;
 mod run;
 mod trust;

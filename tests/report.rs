@@ -1152,6 +1152,8 @@ steps:
 fn the_head_of_an_empty_journal_is_accepted_as_a_recorded_head() {
     let ws = Workspace::new();
     ws.runbook("hello", HELLO);
+    // A command that writes creates the journal; reading ones refuse a missing one.
+    ws.cmd(["operator", "list"]).run().status(0);
     let head = ws.cmd(["audit", "head", "--json"]).run().status(0).json();
     assert_eq!(head["events"], 0);
     let recorded = head["head"].as_str().unwrap().to_string();

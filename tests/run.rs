@@ -1133,7 +1133,8 @@ fn runs_filters_by_status_and_show_refuses_an_unknown_id() {
         .iter()
         .map(|r| r["id"].as_str().unwrap())
         .collect();
-    assert_eq!(ids, [failed.as_str(), failed_again.as_str()]);
+    // Newest first.
+    assert_eq!(ids, [failed_again.as_str(), failed.as_str()]);
     for r in listed.as_array().unwrap() {
         assert_eq!(r["status"], "failed");
         assert_eq!(r["runbook"], "bad");

@@ -44,6 +44,7 @@ mod audit;
 mod check;
 mod handover;
 mod operator;
+mod pending;
 mod reports;
 mod resume;
 mod runs;
@@ -103,13 +104,23 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Runs in the journal, oldest first
+    /// Runs in the journal, newest first
     Runs {
+        /// Only runs of this runbook
         #[arg(long, value_name = "ID")]
         runbook: Option<String>,
-        /// running, awaiting-signoff, succeeded, failed, aborted, rejected
+        /// Only runs in this state: running, interrupted, awaiting-signoff, awaiting-acceptance,
+        /// succeeded, failed, aborted, rejected
         #[arg(long)]
         status: Option<String>,
+        /// Only runs started since then: a duration back from now (`7d`, `12h`) or a time
+        /// (RFC 3339, `2026-11-01T00:00:00Z`)
+        #[arg(long, value_name = "WHEN")]
+        since: Option<String>,
+        /// At most this many runs (the newest)
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
+        /// The runs as JSON
         #[arg(long)]
         json: bool,
     },
@@ -143,6 +154,12 @@ enum Command {
     /// Operators and roles
     #[command(subcommand)]
     Operator(operator::OperatorCommand),
+    /// What waits for a person: parked gates and manual steps, training runs to accept
+    Pending {
+        /// The list as JSON
+        #[arg(long)]
+        json: bool,
+    },
     /// The training record: supervised runs per trainee and runbook, and qualification
     Training {
         /// A trainee [default: everyone]
@@ -180,6 +197,9 @@ struct RunArgs {
     /// Write the run's report here when the run stops (format from the extension: .html, .md, .json, .xml)
     #[arg(long, value_name = "FILE")]
     report: Option<PathBuf>,
+    /// Run even while another run of this runbook is being driven
+    #[arg(long)]
+    concurrent: bool,
 }
 
 /// Parses the command line, runs the command, and returns the exit code.
@@ -233,13 +253,25 @@ fn execute(cli: Cli) -> Result<i32> {
         }
         Command::Operator(command) => operator::operator(&settings, &identity, command),
         Command::Training { name, json } => training::training(&settings, name.as_deref(), json),
+        Command::Pending { json } => pending::pending(&settings, json),
         Command::Check { paths } => check::check(&settings, &paths),
         Command::List { json } => check::list(&settings, json),
         Command::Runs {
             runbook,
             status,
+            since,
+            limit,
             json,
-        } => runs::runs(&settings, runbook.as_deref(), status.as_deref(), json),
+        } => runs::runs(
+            &settings,
+            runs::RunFilter {
+                runbook,
+                status,
+                since,
+                limit,
+            },
+            json,
+        ),
         Command::Show { run, json } => runs::show(&settings, &run, json),
         Command::Audit(command) => audit::audit(&settings, command),
         Command::Report(args) => reports::report(&settings, args),
@@ -283,6 +315,7 @@ fn run(settings: &Settings, identity: &Identity, args: RunArgs, no_progress: boo
             supervisor: args.supervisor.as_deref(),
             change: args.change.as_deref(),
             dry_run: args.dry_run,
+            concurrent: args.concurrent,
         },
     )?;
     let request = RunRequest {
@@ -354,6 +387,10 @@ fn drive(
 /// Fails unless `path` can be written: an existing file opened for writing, or a new one
 /// created (and removed again) in a folder that exists.
 fn check_writable(path: &Path) -> Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::file(path, format!("the report cannot be written there: {e}")))?;
+    }
     let existed = path.exists();
     std::fs::OpenOptions::new()
         .write(true)

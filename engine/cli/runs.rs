@@ -8,31 +8,53 @@ use crate::journal::view;
 use crate::journal::Journal;
 use crate::report::text;
 
-pub fn runs(
-    settings: &Settings,
-    runbook: Option<&str>,
-    status: Option<&str>,
-    json: bool,
-) -> Result<i32> {
-    let wanted_status = match status {
-        Some(s) => Some(RunStatus::parse(s).ok_or_else(|| {
-            Error::BadValue {
+/// Which runs `opsbook runs` lists.
+pub struct RunFilter {
+    pub runbook: Option<String>,
+    pub status: Option<String>,
+    pub since: Option<String>,
+    pub limit: Option<usize>,
+}
+
+const STATUSES: &str = "use one of running, interrupted, awaiting-signoff, awaiting-acceptance, succeeded, failed, aborted, rejected";
+
+pub fn runs(settings: &Settings, filter: RunFilter, json: bool) -> Result<i32> {
+    // `interrupted` is a running run whose process is gone.
+    let wanted_status = match filter.status.as_deref() {
+        Some("interrupted") => Some((RunStatus::Running, true)),
+        Some(s) => Some((
+            RunStatus::parse(s).ok_or_else(|| Error::BadValue {
                 flag: "--status",
                 value: s.to_string(),
-                expected: "use one of running, awaiting-signoff, awaiting-acceptance, succeeded, failed, aborted, rejected".into(),
-            }
-        })?),
+                expected: STATUSES.into(),
+            })?,
+            false,
+        )),
         None => None,
     };
+    let since = filter.since.as_deref().map(parse_since).transpose()?;
     let journal = Journal::open_read_only(&settings.db)?;
     let mut runs: Vec<_> = view::list_runs(&journal)?
         .into_iter()
-        .filter(|r| runbook.is_none_or(|id| r.runbook == id))
-        .filter(|r| wanted_status.is_none_or(|s| r.status == s))
+        .filter(|r| filter.runbook.as_deref().is_none_or(|id| r.runbook == id))
+        .filter(|r| {
+            since.is_none_or(|t| {
+                chrono::DateTime::parse_from_rfc3339(&r.started_at).is_ok_and(|s| s >= t)
+            })
+        })
         .collect();
     // A run still marked running whose process is gone was interrupted: it needs a resume.
     for r in runs.iter_mut().filter(|r| r.status == RunStatus::Running) {
         r.interrupted = !crate::journal::lease::Lease::is_held_elsewhere(&settings.db, &r.id)?;
+    }
+    if let Some((status, interrupted)) = wanted_status {
+        runs.retain(|r| {
+            r.status == status && (status != RunStatus::Running || r.interrupted == interrupted)
+        });
+    }
+    runs.reverse();
+    if let Some(n) = filter.limit {
+        runs.truncate(n);
     }
     if json {
         outln!("{}", to_json(&runs)?);
@@ -58,6 +80,23 @@ pub fn runs(
         );
     }
     Ok(exit::SUCCESS)
+}
+
+/// `--since`: a duration back from now, or an RFC 3339 time.
+fn parse_since(text: &str) -> Result<chrono::DateTime<chrono::FixedOffset>> {
+    if let Ok(time) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(time);
+    }
+    let back = crate::runbook::duration::parse_duration(text).map_err(|_| Error::BadValue {
+        flag: "--since",
+        value: text.to_string(),
+        expected: "give a duration back from now (`7d`, `12h`) or an RFC 3339 time (`2026-11-01T00:00:00Z`)".into(),
+    })?;
+    let back = chrono::Duration::from_std(back).unwrap_or(chrono::Duration::MAX);
+    let then = chrono::Utc::now()
+        .checked_sub_signed(back)
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
+    Ok(then.fixed_offset())
 }
 
 pub fn show(settings: &Settings, run: &str, json: bool) -> Result<i32> {

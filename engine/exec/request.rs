@@ -11,6 +11,8 @@ use crate::error::{Error, Result};
 use crate::exec::console::Console;
 use crate::exec::resume::Resumption;
 use crate::journal::event::RunStatus;
+use crate::journal::lease::Lease;
+use crate::journal::view;
 use crate::journal::Journal;
 use crate::people::directory::{Directory, Operator};
 use crate::people::{training, Role};
@@ -75,6 +77,8 @@ pub struct Admission<'a> {
     pub supervisor: Option<&'a str>,
     pub change: Option<&'a str>,
     pub dry_run: bool,
+    /// Allow a second run of the same runbook while one is being driven.
+    pub concurrent: bool,
 }
 
 /// Decides whether a new run may start, and under whose supervision.
@@ -85,6 +89,20 @@ pub fn admit(journal: &mut Journal, admission: Admission) -> Result<Option<Super
         return Err(Error::ChangeRequired {
             runbook: plan.runbook.runbook.clone(),
         });
+    }
+    if !admission.concurrent {
+        let runbook = &plan.runbook.runbook;
+        for run in view::list_runs(journal)?
+            .iter()
+            .filter(|r| r.runbook == *runbook && r.status == RunStatus::Running)
+        {
+            if Lease::is_held_elsewhere(journal.path(), &run.id)? {
+                return Err(Error::AlreadyRunning {
+                    runbook: runbook.clone(),
+                    run: run.id.clone(),
+                });
+            }
+        }
     }
     supervision(journal, admission.operator, plan, admission.supervisor)
 }

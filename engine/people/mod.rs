@@ -7,6 +7,7 @@
 
 pub mod directory;
 pub mod handover;
+pub mod pending;
 pub mod policy;
 pub mod signoff;
 pub mod training;
