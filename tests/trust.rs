@@ -144,3 +144,50 @@ steps:
         run.stdout
     );
 }
+
+const SECRET_AFTER_GATE: &str = r#"
+runbook: deploy-key
+title: Uses a token after approval
+params:
+  token: { type: string, secret: true, env: DEPLOY_TOKEN }
+steps:
+  - id: approve
+    gate:
+      prompt: Deploy?
+  - id: push
+    shell: test -n "{{ params.token }}"
+"#;
+
+#[test]
+fn a_run_whose_later_step_needs_a_missing_secret_is_refused_before_it_starts() {
+    let ws = Workspace::new();
+    ws.runbook("deploy-key", SECRET_AFTER_GATE);
+    ws.cmd(["run", "deploy-key", "--non-interactive"])
+        .run()
+        .status(2)
+        .stderr_has("parameter `token`: is secret and step `push` needs it, but it has no value: set the environment variable DEPLOY_TOKEN");
+    assert!(!ws.db().exists(), "a run was started");
+}
+
+#[test]
+fn a_resume_without_the_secret_is_refused_and_the_run_still_waits() {
+    let ws = Workspace::new();
+    ws.runbook("deploy-key", SECRET_AFTER_GATE);
+    let id = ws
+        .cmd(["run", "deploy-key", "--non-interactive"])
+        .env("DEPLOY_TOKEN", "t0ken-value")
+        .run()
+        .status(3)
+        .run_id();
+    ws.cmd(["signoff", &id, "--approve"]).run().status(0);
+    ws.cmd(["resume", &id, "--non-interactive"])
+        .run()
+        .status(2)
+        .stderr_has("set the environment variable DEPLOY_TOKEN");
+    let show = ws.cmd(["show", &id, "--json"]).run().status(0).json();
+    assert_eq!(show["status"], "awaiting-signoff", "{show:#}");
+    ws.cmd(["resume", &id, "--non-interactive"])
+        .env("DEPLOY_TOKEN", "t0ken-value")
+        .run()
+        .status(0);
+}

@@ -304,6 +304,7 @@ fn run(settings: &Settings, identity: &Identity, args: RunArgs, no_progress: boo
         &|var| std::env::var(var).ok(),
         &prompt::TerminalSecrets,
     )?;
+    request::secrets_present(&plan, &params)?;
     let mut journal = Journal::open(&settings.db)?;
     let operator = Directory::new(&mut journal)
         .authenticate(identity.as_name.as_deref(), &identity.passphrases)?;

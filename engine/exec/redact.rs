@@ -86,9 +86,20 @@ fn encodings(value: &str) -> Vec<String> {
             .to_string(),
         crate::runbook::template::shell_quote(value),
     ];
+    // RFC 3986 leaves the unreserved `-`, `_`, `.` and `~` as they are, as URL libraries do.
+    const UNRESERVED_KEPT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~');
+    forms.push(percent_encoding::utf8_percent_encode(value, UNRESERVED_KEPT).to_string());
     // Form encoding writes spaces as `+`; some encoders write hex digits in lower case.
-    forms.push(forms[5].replace("%20", "+"));
-    forms.push(lower_hex_escapes(&forms[5]));
+    for i in [5, forms.len() - 1] {
+        forms.push(forms[i].replace("%20", "+"));
+        forms.push(lower_hex_escapes(&forms[i]));
+    }
+    forms.sort();
+    forms.dedup();
     forms
 }
 
@@ -108,6 +119,25 @@ fn lower_hex_escapes(encoded: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn url_encoded_forms_that_keep_unreserved_characters_are_masked() {
+        let secret = "p-a_s.s~w rd/1";
+        let redactor = Redactor::new([secret.to_string()]);
+        for encoded in [
+            "p-a_s.s~w%20rd%2F1",
+            "p-a_s.s~w+rd%2F1",
+            "p-a_s.s~w%20rd%2f1",
+            "p%2Da%5Fs%2Es%7Ew%20rd%2F1",
+        ] {
+            let line = format!("GET /login?token={encoded}&x=1");
+            assert_eq!(
+                redactor.text(&line),
+                format!("GET /login?token={MASK}&x=1"),
+                "{encoded}"
+            );
+        }
+    }
 
     #[test]
     fn masks_whole_values_and_each_line() {

@@ -107,6 +107,39 @@ pub fn admit(journal: &mut Journal, admission: Admission) -> Result<Option<Super
     supervision(journal, admission.operator, plan, admission.supervisor)
 }
 
+/// Refuses to start (or resume) a run that a missing secret would fail half way: every
+/// secret a step uses must have a value now (a resumed run asks for its secrets again).
+pub fn secrets_present(plan: &Plan, params: &Params) -> Result<()> {
+    for (name, spec) in plan.runbook.params.iter().filter(|(_, s)| s.secret) {
+        if params.text(name).is_some() {
+            continue;
+        }
+        let env_name = crate::runbook::params::env_name(name);
+        let names: Vec<&str> = [Some(env_name.as_str()), spec.env.as_deref()]
+            .into_iter()
+            .flatten()
+            .collect();
+        if let Some(step) = plan
+            .all_steps()
+            .into_iter()
+            .find(|s| s.uses_param(name, &names))
+        {
+            let how = match &spec.env {
+                Some(var) => format!("set the environment variable {var}"),
+                None => "run it on a terminal to be asked for it".into(),
+            };
+            return Err(Error::param(
+                name,
+                format!(
+                    "is secret and step `{}` needs it, but it has no value: {how}",
+                    step.id
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Who supervises this run: the named supervisor, or nobody — and whether a trainee may run
 /// it unsupervised (qualified by enough accepted supervised runs).
 fn supervision(

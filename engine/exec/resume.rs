@@ -117,6 +117,7 @@ pub fn prepare(
         &|var| std::env::var(var).ok(),
         options.secrets,
     )?;
+    crate::exec::request::secrets_present(&plan, &params)?;
 
     let mut choices = HashMap::new();
     for step in interrupted_steps(&plan, &view) {
