@@ -666,3 +666,271 @@ fn status_after(
         _ => current,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::event::StepStatus;
+
+    /// Events as the journal stores them: seq and run_seq from 1, `at` one second apart.
+    fn stored(run_id: &str, events: &[Event]) -> Vec<StoredEvent> {
+        events
+            .iter()
+            .enumerate()
+            .map(|(i, event)| StoredEvent {
+                seq: i as i64 + 1,
+                run_id: run_id.into(),
+                run_seq: i as i64 + 1,
+                at: format!("2026-03-01T10:00:{:02}Z", i + 1),
+                kind: event.kind().into(),
+                step: event.step().map(str::to_string),
+                body: event.canonical_json(),
+                prev_hash: String::new(),
+                hash: String::new(),
+            })
+            .collect()
+    }
+
+    /// A run's start; `supervisor` makes it a supervised training run.
+    fn started(supervisor: Option<&str>) -> Event {
+        Event::RunStarted {
+            runbook: "rb".into(),
+            title: "T".into(),
+            version: 1,
+            content_hash: "c0ffee".into(),
+            path: "runbooks/rb.yaml".into(),
+            params: Map::new(),
+            operator: "tina".into(),
+            operator_verified: true,
+            host: "h".into(),
+            dry_run: false,
+            kind: "runbook".into(),
+            total_steps: 2,
+            pid: 1,
+            engine_version: "0".into(),
+            person: "tina".into(),
+            role: Some("operator".into()),
+            auth: "passphrase".into(),
+            supervisor: supervisor.map(str::to_string),
+            change: None,
+            owner: None,
+            window: None,
+            risk: "low".into(),
+        }
+    }
+
+    fn step_started(step: &str) -> Event {
+        Event::StepStarted {
+            step: step.into(),
+            name: step.into(),
+            kind: "shell".into(),
+            phase: Phase::Main,
+            group: None,
+        }
+    }
+
+    fn step_finished(step: &str, status: StepStatus) -> Event {
+        Event::StepFinished {
+            step: step.into(),
+            status,
+            attempts: 1,
+            reason: None,
+        }
+    }
+
+    fn paused(step: &str) -> Event {
+        Event::RunPaused {
+            step: step.into(),
+            reason: "waiting for a sign-off".into(),
+            waiting_for: WaitingFor::Signoff,
+        }
+    }
+
+    fn resumed() -> Event {
+        Event::RunResumed {
+            by: "tina".into(),
+            pid: 2,
+        }
+    }
+
+    fn finished(status: RunStatus) -> Event {
+        Event::RunFinished {
+            status,
+            exit_code: status.exit_code(),
+            summary: String::new(),
+        }
+    }
+
+    fn acceptance(decision: AcceptanceDecision) -> Event {
+        Event::AcceptanceDecided {
+            decision,
+            by: "sam".into(),
+            comment: None,
+        }
+    }
+
+    /// Run-level histories and the status each must leave the run in.
+    fn status_cases() -> Vec<(&'static str, Vec<Event>, RunStatus)> {
+        use RunStatus::*;
+        let ran = |supervisor, outcome| {
+            vec![
+                started(supervisor),
+                step_started("a"),
+                step_finished("a", StepStatus::Succeeded),
+                finished(outcome),
+            ]
+        };
+        let with = |mut events: Vec<Event>, more: Event| {
+            events.push(more);
+            events
+        };
+        let at_gate = vec![started(None), step_started("g"), paused("g")];
+        vec![
+            ("started", vec![started(None)], Running),
+            (
+                "a step running",
+                vec![started(None), step_started("a")],
+                Running,
+            ),
+            ("paused at a gate", at_gate.clone(), AwaitingSignoff),
+            (
+                "paused, then resumed",
+                with(at_gate.clone(), resumed()),
+                Running,
+            ),
+            (
+                "paused, resumed, and paused again",
+                with(with(at_gate.clone(), resumed()), paused("g")),
+                AwaitingSignoff,
+            ),
+            ("finished succeeded", ran(None, Succeeded), Succeeded),
+            ("finished failed", ran(None, Failed), Failed),
+            (
+                "a paused run resumed and finished",
+                with(with(at_gate, resumed()), finished(Rejected)),
+                Rejected,
+            ),
+            (
+                "a supervised run paused",
+                vec![started(Some("sam")), step_started("g"), paused("g")],
+                AwaitingSignoff,
+            ),
+            (
+                "a supervised run finished",
+                ran(Some("sam"), Succeeded),
+                AwaitingAcceptance,
+            ),
+            (
+                "a supervised run accepted takes its outcome",
+                with(
+                    ran(Some("sam"), Succeeded),
+                    acceptance(AcceptanceDecision::Accepted),
+                ),
+                Succeeded,
+            ),
+            (
+                "a failed supervised run accepted stays failed",
+                with(
+                    ran(Some("sam"), Failed),
+                    acceptance(AcceptanceDecision::Accepted),
+                ),
+                Failed,
+            ),
+            (
+                "a supervised run rejected",
+                with(
+                    ran(Some("sam"), Succeeded),
+                    acceptance(AcceptanceDecision::Rejected),
+                ),
+                Rejected,
+            ),
+        ]
+    }
+
+    #[test]
+    fn the_run_status_follows_pauses_resumes_ends_and_acceptance() {
+        for (what, events, expected) in status_cases() {
+            let view = RunView::from_events(&stored("R", &events)).unwrap();
+            assert_eq!(view.status, expected, "{what}");
+        }
+    }
+
+    #[test]
+    fn list_runs_agrees_with_the_run_view_on_every_status() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut journal = Journal::open(&dir.path().join("journal.db")).unwrap();
+        let cases = status_cases();
+        // Interleaved, as concurrent runs are journaled: run i's events at rounds 0, 1, ….
+        let longest = cases.iter().map(|(_, e, _)| e.len()).max().unwrap();
+        for round in 0..longest {
+            for (i, (_, events, _)) in cases.iter().enumerate() {
+                if let Some(event) = events.get(round) {
+                    journal.append(&format!("R{i:02}"), event).unwrap();
+                }
+            }
+        }
+        let listed = list_runs(&journal).unwrap();
+        let ids: Vec<&str> = listed.iter().map(|r| r.id.as_str()).collect();
+        let expected_ids: Vec<String> = (0..cases.len()).map(|i| format!("R{i:02}")).collect();
+        assert_eq!(ids, expected_ids, "every run, oldest first");
+        for ((what, _, expected), summary) in cases.iter().zip(&listed) {
+            let view = load_run(&journal, &summary.id).unwrap();
+            assert_eq!(
+                (summary.status, view.status),
+                (*expected, *expected),
+                "{what}: (list_runs, RunView)"
+            );
+            assert_eq!(summary.outcome, view.outcome, "{what}: outcome");
+        }
+    }
+
+    #[test]
+    fn a_step_without_an_end_is_interrupted_waiting_or_running() {
+        let sequences: Vec<(&str, Vec<Event>, Vec<StepState>)> = vec![
+            (
+                "started, never finished, and started again: the first is interrupted",
+                vec![started(None), step_started("a"), step_started("a")],
+                vec![StepState::Interrupted, StepState::Running],
+            ),
+            (
+                "a rerun that finishes ends the latest record, not the interrupted one",
+                vec![
+                    started(None),
+                    step_started("a"),
+                    step_started("a"),
+                    step_finished("a", StepStatus::Succeeded),
+                ],
+                vec![
+                    StepState::Interrupted,
+                    StepState::Finished(StepStatus::Succeeded),
+                ],
+            ),
+            (
+                "the step the run is paused at waits",
+                vec![started(None), step_started("g"), paused("g")],
+                vec![StepState::Waiting],
+            ),
+            (
+                "once resumed, a waiting step is running again",
+                vec![started(None), step_started("g"), paused("g"), resumed()],
+                vec![StepState::Running],
+            ),
+            (
+                "a step started with no end and no pause is running",
+                vec![
+                    started(None),
+                    step_started("a"),
+                    step_finished("a", StepStatus::Failed),
+                    step_started("b"),
+                ],
+                vec![StepState::Finished(StepStatus::Failed), StepState::Running],
+            ),
+        ];
+        for (what, events, expected) in sequences {
+            let view = RunView::from_events(&stored("R", &events)).unwrap();
+            let states: Vec<StepState> =
+                (0..view.steps.len()).map(|i| view.step_state(i)).collect();
+            assert_eq!(states, expected, "{what}");
+        }
+    }
+}

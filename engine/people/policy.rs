@@ -326,3 +326,524 @@ pub fn timeout_action(on_timeout: OnTimeout) -> TimeoutAction {
         OnTimeout::Reject => TimeoutAction::Reject,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::event::{Event, Phase};
+    use crate::journal::StoredEvent;
+    use crate::people::directory::AuthMethod;
+
+    /// A gate anyone of role operator may sign once; each case changes what it tests.
+    fn gate() -> Policy {
+        Policy {
+            prompt: "Backups verified?".into(),
+            role: Role::Operator,
+            approvers: Vec::new(),
+            min_approvals: 1,
+            four_eyes: false,
+            evidence_required: false,
+            show: Vec::new(),
+            timeout: None,
+            on_timeout: OnTimeout::Reject,
+            supervisor_person: None,
+            manual: false,
+            runner_people: Vec::new(),
+            approver_people: Vec::new(),
+        }
+    }
+
+    fn operator(name: &str, person: &str, role: Option<Role>) -> Operator {
+        Operator {
+            name: name.into(),
+            person: person.into(),
+            role,
+            auth: if role.is_some() {
+                AuthMethod::Passphrase
+            } else {
+                AuthMethod::Unverified
+            },
+        }
+    }
+
+    /// Who started the run: operator name, person, and the supervisor of a training run.
+    type Starter = (&'static str, &'static str, Option<&'static str>);
+    const BY_ALICE: Starter = ("alice", "alice", None);
+    const BY_ALICE_AS_AL: Starter = ("al", "alice", None);
+    const TINA_TRAINING: Starter = ("tina", "tina", Some("sam"));
+
+    /// A sign-off already journaled: signer name, person, decision.
+    type Prior = (&'static str, &'static str, SignoffDecision);
+
+    /// Events as the journal stores them, at seq 1, 2, … and `at` 10:00:01, 10:00:02, ….
+    fn stored(events: Vec<Event>) -> Vec<StoredEvent> {
+        events
+            .into_iter()
+            .enumerate()
+            .map(|(i, event)| StoredEvent {
+                seq: i as i64 + 1,
+                run_id: "RUN1".into(),
+                run_seq: i as i64 + 1,
+                at: format!("2026-03-01T10:00:{:02}Z", i + 1),
+                kind: event.kind().into(),
+                step: event.step().map(str::to_string),
+                body: event.canonical_json(),
+                prev_hash: String::new(),
+                hash: String::new(),
+            })
+            .collect()
+    }
+
+    /// A run started by `starter`, at gate `g`, with `more` events after the gate started.
+    fn run_at_gate(starter: Starter, more: Vec<Event>) -> RunView {
+        let (operator, person, supervisor) = starter;
+        let mut events = vec![
+            Event::RunStarted {
+                runbook: "rb".into(),
+                title: "T".into(),
+                version: 1,
+                content_hash: "c0ffee".into(),
+                path: "runbooks/rb.yaml".into(),
+                params: Map::new(),
+                operator: operator.into(),
+                operator_verified: true,
+                host: "h".into(),
+                dry_run: false,
+                kind: "runbook".into(),
+                total_steps: 1,
+                pid: 1,
+                engine_version: "0".into(),
+                person: person.into(),
+                role: Some("operator".into()),
+                auth: "passphrase".into(),
+                supervisor: supervisor.map(str::to_string),
+                change: None,
+                owner: None,
+                window: None,
+                risk: "low".into(),
+            },
+            Event::StepStarted {
+                step: "g".into(),
+                name: "g".into(),
+                kind: "gate".into(),
+                phase: Phase::Main,
+                group: None,
+            },
+        ];
+        events.extend(more);
+        RunView::from_events(&stored(events)).unwrap()
+    }
+
+    fn signoffs(prior: &[Prior]) -> Vec<Event> {
+        prior
+            .iter()
+            .map(|(signer, person, decision)| Event::SignoffRecorded {
+                step: "g".into(),
+                signer: (*signer).into(),
+                person: (*person).into(),
+                role: "operator".into(),
+                auth: "passphrase".into(),
+                decision: *decision,
+                comment: None,
+                evidence: Map::new(),
+                binding: "b1nd".into(),
+            })
+            .collect()
+    }
+
+    const APPROVED: SignoffDecision = SignoffDecision::Approved;
+    const REJECTED: SignoffDecision = SignoffDecision::Rejected;
+
+    struct SignerCase {
+        what: &'static str,
+        policy: fn(&mut Policy),
+        run: Starter,
+        prior: &'static [Prior],
+        /// Name, person, role (None: the unverified OS user).
+        signer: (&'static str, &'static str, Option<Role>),
+        comment: Option<&'static str>,
+        approves: bool,
+        expected: Result<(), &'static str>,
+    }
+
+    fn check_signers(cases: &[SignerCase]) {
+        for case in cases {
+            let mut policy = gate();
+            (case.policy)(&mut policy);
+            let run = run_at_gate(case.run, signoffs(case.prior));
+            let step = run.step("g").unwrap();
+            let (name, person, role) = case.signer;
+            let signer = operator(name, person, role);
+            let got = check_signer(&policy, &signer, &run, step, case.comment, case.approves);
+            assert_eq!(got, case.expected.map_err(str::to_string), "{}", case.what);
+        }
+    }
+
+    /// A signer-case with the defaults: Alice's run, nothing signed, approving, no comment.
+    const BASE: SignerCase = SignerCase {
+        what: "",
+        policy: |_| {},
+        run: BY_ALICE,
+        prior: &[],
+        signer: ("bob", "bob", Some(Role::Operator)),
+        comment: None,
+        approves: true,
+        expected: Ok(()),
+    };
+
+    #[test]
+    fn the_signer_needs_the_gates_role_or_above() {
+        check_signers(&[
+            SignerCase {
+                what: "an operator on a supervisor gate",
+                policy: |p| p.role = Role::Supervisor,
+                expected: Err("bob has the role operator; this step needs supervisor or above"),
+                ..BASE
+            },
+            SignerCase {
+                what: "a supervisor on a supervisor gate",
+                policy: |p| p.role = Role::Supervisor,
+                signer: ("carol", "carol", Some(Role::Supervisor)),
+                ..BASE
+            },
+            SignerCase {
+                what: "a trainee on an operator gate",
+                signer: ("tom", "tom", Some(Role::Trainee)),
+                expected: Err("tom has the role trainee; this step needs operator or above"),
+                ..BASE
+            },
+            SignerCase {
+                what: "the unverified OS user (no operators registered) counts as a supervisor",
+                policy: |p| p.role = Role::Supervisor,
+                signer: ("root", "root", None),
+                ..BASE
+            },
+        ]);
+    }
+
+    #[test]
+    fn on_a_training_run_only_the_supervisor_signs_and_never_the_trainee() {
+        check_signers(&[
+            SignerCase {
+                what: "the trainee signing their own step",
+                policy: |p| p.supervisor_person = Some("sam".into()),
+                run: TINA_TRAINING,
+                signer: ("tina", "tina", Some(Role::Supervisor)),
+                expected: Err(
+                    "tina is the trainee on this run and cannot sign their own steps; the supervisor sam signs",
+                ),
+                ..BASE
+            },
+            SignerCase {
+                what: "the trainee under another name is the same person",
+                policy: |p| p.supervisor_person = Some("sam".into()),
+                run: TINA_TRAINING,
+                signer: ("tn", "tina", Some(Role::Supervisor)),
+                expected: Err(
+                    "tn is the trainee on this run and cannot sign their own steps; the supervisor sam signs",
+                ),
+                ..BASE
+            },
+            SignerCase {
+                what: "another supervisor than the run's",
+                policy: |p| p.supervisor_person = Some("sam".into()),
+                run: TINA_TRAINING,
+                signer: ("carol", "carol", Some(Role::Supervisor)),
+                expected: Err(
+                    "this is a supervised training run: only the supervisor sam signs, not carol",
+                ),
+                ..BASE
+            },
+            SignerCase {
+                what: "the run's supervisor",
+                policy: |p| p.supervisor_person = Some("sam".into()),
+                run: TINA_TRAINING,
+                signer: ("sam", "sam", Some(Role::Supervisor)),
+                ..BASE
+            },
+        ]);
+    }
+
+    #[test]
+    fn four_eyes_refuses_the_runner_by_person() {
+        check_signers(&[
+            SignerCase {
+                what: "the operator who started the run",
+                policy: |p| p.four_eyes = true,
+                signer: ("alice", "alice", Some(Role::Supervisor)),
+                expected: Err(
+                    "four eyes: alice runs this run (as alice), so someone else must sign",
+                ),
+                ..BASE
+            },
+            SignerCase {
+                what: "the runner signing under an alias",
+                policy: |p| p.four_eyes = true,
+                signer: ("al", "alice", Some(Role::Supervisor)),
+                expected: Err(
+                    "four eyes: alice runs this run (as alice), so someone else must sign",
+                ),
+                ..BASE
+            },
+            SignerCase {
+                what: "the runner who started the run under an alias, signing by name",
+                policy: |p| p.four_eyes = true,
+                run: BY_ALICE_AS_AL,
+                signer: ("alice", "alice", Some(Role::Supervisor)),
+                expected: Err("four eyes: alice runs this run (as al), so someone else must sign"),
+                ..BASE
+            },
+            SignerCase {
+                what: "another person",
+                policy: |p| p.four_eyes = true,
+                ..BASE
+            },
+            SignerCase {
+                what: "the runner, without four eyes",
+                signer: ("alice", "alice", Some(Role::Operator)),
+                ..BASE
+            },
+        ]);
+    }
+
+    /// Whoever holds the run (after a handover, or as the resolved runner people) is a runner
+    /// too. Only the refusal is asserted: its text names the run's first operator (`as
+    /// alice`), not the holder, which reads as if dave were alice.
+    #[test]
+    fn four_eyes_refuses_whoever_holds_the_run_now() {
+        let mut policy = gate();
+        policy.four_eyes = true;
+        let dave = operator("dave", "dave", Some(Role::Supervisor));
+        let handed = run_at_gate(
+            BY_ALICE,
+            vec![Event::HandedOver {
+                from: "alice".into(),
+                to: "dave".into(),
+                note: "end of shift".into(),
+                by: "alice".into(),
+            }],
+        );
+        let refused = check_signer(
+            &policy,
+            &dave,
+            &handed,
+            handed.step("g").unwrap(),
+            None,
+            true,
+        );
+        assert!(
+            refused
+                .as_ref()
+                .is_err_and(|m| m.starts_with("four eyes: dave ")),
+            "handed over to dave: {refused:?}"
+        );
+
+        let plain = run_at_gate(BY_ALICE, Vec::new());
+        let step = plain.step("g").unwrap();
+        assert_eq!(
+            check_signer(&policy, &dave, &plain, step, None, true),
+            Ok(())
+        );
+        policy.runner_people = vec!["dave".into()];
+        let refused = check_signer(&policy, &dave, &plain, step, None, true);
+        assert!(
+            refused
+                .as_ref()
+                .is_err_and(|m| m.starts_with("four eyes: dave ")),
+            "dave among the runner people: {refused:?}"
+        );
+    }
+
+    #[test]
+    fn an_approvers_list_admits_its_names_and_their_people_only() {
+        fn approvers(p: &mut Policy) {
+            p.approvers = vec!["carol.w".into()];
+            p.approver_people = vec!["carol".into()];
+        }
+        check_signers(&[
+            SignerCase {
+                what: "someone not on the list",
+                policy: approvers,
+                expected: Err("bob is not one of the approvers of this gate (carol.w)"),
+                ..BASE
+            },
+            SignerCase {
+                what: "an approver by name",
+                policy: approvers,
+                signer: ("carol.w", "carol", Some(Role::Operator)),
+                ..BASE
+            },
+            SignerCase {
+                what: "an approver's alias, by person",
+                policy: approvers,
+                signer: ("cw", "carol", Some(Role::Operator)),
+                ..BASE
+            },
+        ]);
+    }
+
+    #[test]
+    fn required_evidence_needs_a_comment_with_text() {
+        check_signers(&[
+            SignerCase {
+                what: "no comment",
+                policy: |p| p.evidence_required = true,
+                expected: Err("this gate needs evidence: give a comment (--comment TEXT)"),
+                ..BASE
+            },
+            SignerCase {
+                what: "a blank comment",
+                policy: |p| p.evidence_required = true,
+                comment: Some("  \t"),
+                expected: Err("this gate needs evidence: give a comment (--comment TEXT)"),
+                ..BASE
+            },
+            SignerCase {
+                what: "a comment",
+                policy: |p| p.evidence_required = true,
+                comment: Some("restore tested on db-2"),
+                ..BASE
+            },
+            SignerCase {
+                what: "no comment, evidence optional",
+                ..BASE
+            },
+        ]);
+    }
+
+    #[test]
+    fn m_of_n_refuses_a_second_approval_by_the_same_person() {
+        check_signers(&[
+            SignerCase {
+                what: "the same name again",
+                policy: |p| p.min_approvals = 2,
+                prior: &[("bob", "bob", APPROVED)],
+                expected: Err(
+                    "bob has already approved this step (as bob); another person must give the next approval",
+                ),
+                ..BASE
+            },
+            SignerCase {
+                what: "the same person under another name",
+                policy: |p| p.min_approvals = 2,
+                prior: &[("bobby", "bob", APPROVED)],
+                expected: Err(
+                    "bob has already approved this step (as bobby); another person must give the next approval",
+                ),
+                ..BASE
+            },
+            SignerCase {
+                what: "another person",
+                policy: |p| p.min_approvals = 2,
+                prior: &[("bobby", "bob", APPROVED)],
+                signer: ("carol", "carol", Some(Role::Operator)),
+                ..BASE
+            },
+            SignerCase {
+                what: "the same person rejecting after approving",
+                policy: |p| p.min_approvals = 2,
+                prior: &[("bob", "bob", APPROVED)],
+                approves: false,
+                ..BASE
+            },
+        ]);
+    }
+
+    #[test]
+    fn the_verdict_counts_people_and_a_rejection_or_timeout_decides() {
+        type VerdictCase = (
+            &'static str,
+            u32,
+            &'static [Prior],
+            Option<TimeoutAction>,
+            Verdict,
+        );
+        let pending = |approvals, needed| Verdict::Pending { approvals, needed };
+        let table: Vec<VerdictCase> = vec![
+            ("nothing signed", 1, &[], None, pending(0, 1)),
+            (
+                "one of one",
+                1,
+                &[("bob", "bob", APPROVED)],
+                None,
+                Verdict::Approved,
+            ),
+            (
+                "one of two",
+                2,
+                &[("bob", "bob", APPROVED)],
+                None,
+                pending(1, 2),
+            ),
+            (
+                "one person under two names counts once",
+                2,
+                &[("bob", "bob", APPROVED), ("bobby", "bob", APPROVED)],
+                None,
+                pending(1, 2),
+            ),
+            (
+                "two people",
+                2,
+                &[("bob", "bob", APPROVED), ("carol", "carol", APPROVED)],
+                None,
+                Verdict::Approved,
+            ),
+            (
+                "a rejection after an approval",
+                2,
+                &[("bob", "bob", APPROVED), ("carol", "carol", REJECTED)],
+                None,
+                Verdict::Rejected {
+                    by: "carol".into(),
+                    at: "2026-03-01T10:00:04Z".into(),
+                },
+            ),
+            (
+                "a rejection is not outvoted by later approvals",
+                2,
+                &[
+                    ("carol", "carol", REJECTED),
+                    ("bob", "bob", APPROVED),
+                    ("dave", "dave", APPROVED),
+                ],
+                None,
+                Verdict::Rejected {
+                    by: "carol".into(),
+                    at: "2026-03-01T10:00:03Z".into(),
+                },
+            ),
+            (
+                "a timeout that rejects",
+                1,
+                &[],
+                Some(TimeoutAction::Reject),
+                Verdict::TimedOut {
+                    action: OnTimeout::Reject,
+                },
+            ),
+            (
+                "a timeout that aborts, after one approval of two",
+                2,
+                &[("bob", "bob", APPROVED)],
+                Some(TimeoutAction::Abort),
+                Verdict::TimedOut {
+                    action: OnTimeout::Abort,
+                },
+            ),
+        ];
+        for (what, min_approvals, prior, timed_out, expected) in table {
+            let mut policy = gate();
+            policy.min_approvals = min_approvals;
+            let mut events = signoffs(prior);
+            if let Some(action) = timed_out {
+                events.push(Event::GateTimedOut {
+                    step: "g".into(),
+                    action,
+                });
+            }
+            let run = run_at_gate(BY_ALICE, events);
+            assert_eq!(verdict(&policy, run.step("g").unwrap()), expected, "{what}");
+        }
+    }
+}
