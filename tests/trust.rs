@@ -191,3 +191,88 @@ fn a_resume_without_the_secret_is_refused_and_the_run_still_waits() {
         .run()
         .status(0);
 }
+
+const SCRIPTED_GATE: &str = r#"
+runbook: scripted
+title: A gate, then a script file and a module
+steps:
+  - id: approve
+    gate:
+      prompt: Run the cleanup?
+  - id: clean
+    script: cleanup.rhai
+  - id: report
+    rhai: |
+      import "helpers" as h;
+      set("said", h::word());
+"#;
+
+/// Parks `scripted` at its gate and signs it: what the sign-off binds.
+fn parked_and_signed(ws: &Workspace) -> String {
+    ws.runbook("scripted", SCRIPTED_GATE)
+        .script("cleanup.rhai", "log(\"cleaning\");\n")
+        .script("helpers.rhai", "fn word() { \"tidy\" }\n");
+    let id = ws
+        .cmd(["run", "scripted", "--non-interactive"])
+        .run()
+        .status(3)
+        .run_id();
+    ws.cmd(["signoff", &id, "--approve"]).run().status(0);
+    id
+}
+
+#[test]
+fn a_script_file_swapped_after_a_signoff_does_not_run_on_resume() {
+    let ws = Workspace::new();
+    let id = parked_and_signed(&ws);
+    ws.script("cleanup.rhai", "sh(\"touch swapped\");\n");
+    ws.cmd(["resume", &id, "--non-interactive"])
+        .run()
+        .status(5)
+        .stderr_has("changed since run");
+    assert!(!ws.path().join("swapped").exists());
+}
+
+#[test]
+fn an_imported_module_swapped_after_a_signoff_does_not_run_on_resume() {
+    let ws = Workspace::new();
+    let id = parked_and_signed(&ws);
+    ws.script(
+        "helpers.rhai",
+        "fn word() { sh(\"touch swapped\"); \"x\" }\n",
+    );
+    ws.cmd(["resume", &id, "--non-interactive"])
+        .run()
+        .status(5)
+        .stderr_has("changed since run");
+    assert!(!ws.path().join("swapped").exists());
+    // Put back as it was, the run goes on.
+    ws.script("helpers.rhai", "fn word() { \"tidy\" }\n");
+    ws.cmd(["resume", &id, "--non-interactive"]).run().status(0);
+}
+
+#[test]
+fn a_symbolic_link_out_of_the_scripts_folder_is_refused() {
+    let ws = Workspace::new();
+    ws.file("elsewhere/evil.rhai", "fn word() { \"evil\" }\n");
+    std::os::unix::fs::symlink(
+        ws.path().join("elsewhere/evil.rhai"),
+        ws.path().join("scripts/helpers.rhai"),
+    )
+    .unwrap();
+    ws.runbook(
+        "linked",
+        r#"runbook: linked
+title: Imports a linked module
+steps:
+  - id: say
+    rhai: |
+      import "helpers" as h;
+      log(h::word());
+"#,
+    );
+    ws.cmd(["check"])
+        .run()
+        .status(2)
+        .stderr_has("leads out of the scripts folder");
+}

@@ -217,7 +217,7 @@ impl Executor {
             let binding = policy::binding(
                 &self.run_id,
                 &step.id,
-                &self.plan.source.content_hash,
+                view.bound_hash(),
                 &view.params,
                 &evidence,
             );
@@ -416,7 +416,7 @@ impl Executor {
         let binding = policy::binding(
             &self.run_id,
             &step.id,
-            &self.plan.source.content_hash,
+            view.bound_hash(),
             &view.params,
             &evidence,
         );

@@ -255,6 +255,8 @@ impl Executor {
             title: rb.title.clone(),
             version: rb.version,
             content_hash: self.plan.source.content_hash.clone(),
+            bundle_hash: (!self.plan.sources.is_empty()).then(|| self.plan.bundle_hash()),
+            scripts: self.plan.sources.clone(),
             // Absolute, so that resume and sign-off find the file from any folder.
             path: std::fs::canonicalize(&self.plan.source.path)
                 .unwrap_or_else(|_| self.plan.source.path.clone())

@@ -97,12 +97,18 @@ pub fn prepare(
     check_resumable(&view)?;
 
     let (plan, engine) = load(&PathBuf::from(&view.path))?;
-    if plan.source.content_hash != view.content_hash {
+    if !crate::people::signoff::plan_matches_run(&plan, &view) {
         return Err(Error::ChangedSinceStart {
             path: view.path.clone(),
             run: view.id.clone(),
-            then: view.content_hash.chars().take(12).collect(),
-            now: plan.source.content_hash.chars().take(12).collect(),
+            then: view.bound_hash().chars().take(12).collect(),
+            now: match view.bundle_hash {
+                Some(_) => plan.bundle_hash(),
+                None => plan.source.content_hash.clone(),
+            }
+            .chars()
+            .take(12)
+            .collect(),
         });
     }
     let given: Vec<(String, String)> = view

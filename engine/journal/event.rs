@@ -1,6 +1,8 @@
 //! The events a run is made of, as they are journaled. A run's state — its steps, attempts,
 //! pauses and outcome — is whatever these events say (see `history`).
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -183,6 +185,13 @@ pub enum Event {
         window: Option<String>,
         #[serde(default)]
         risk: String,
+        /// The runbook's text and every script and module it uses, hashed together: what
+        /// resumes and sign-offs are bound to (absent when it uses no script file or module).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        bundle_hash: Option<String>,
+        /// Each script file and module, relative to the scripts folder, and its SHA-256.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        scripts: BTreeMap<String, String>,
     },
     StepStarted {
         step: String,

@@ -1,6 +1,8 @@
 //! What happened in a run, read back from the journal: runs and steps are folds over the
 //! events, never a second source of truth.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -18,6 +20,13 @@ pub struct RunView {
     pub title: String,
     pub version: u32,
     pub content_hash: String,
+    /// The runbook's text and its scripts and modules hashed together (runs started before
+    /// scripts were bound have none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bundle_hash: Option<String>,
+    /// The script files and modules the run used, with their SHA-256.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub scripts: BTreeMap<String, String>,
     pub path: String,
     pub params: Map<String, Value>,
     pub operator: String,
@@ -244,6 +253,8 @@ impl RunView {
             window,
             risk,
             kind,
+            bundle_hash,
+            scripts,
             ..
         } = first.event()?
         else {
@@ -257,6 +268,8 @@ impl RunView {
             title,
             version,
             content_hash,
+            bundle_hash,
+            scripts,
             path,
             params,
             operator_verified,
@@ -525,6 +538,13 @@ impl RunView {
     }
 
     /// The step this run is parked at, if it is waiting for a person.
+    /// What a sign-off or a resume of this run is bound to: the bundle of runbook text and
+    /// scripts, or the runbook's text alone for runs that used none (or started before scripts
+    /// were bound).
+    pub fn bound_hash(&self) -> &str {
+        self.bundle_hash.as_deref().unwrap_or(&self.content_hash)
+    }
+
     /// The state of the step at `index` of `steps`, derived once for `show` and the reports.
     pub fn step_state(&self, index: usize) -> StepState {
         let step = &self.steps[index];
@@ -716,6 +736,8 @@ mod tests {
             owner: None,
             window: None,
             risk: "low".into(),
+            bundle_hash: None,
+            scripts: Default::default(),
         }
     }
 

@@ -105,7 +105,7 @@ fn waiting_at(
         owner: run.owner.clone(),
     };
     let plan = match load(Path::new(&run.path)) {
-        Ok(plan) if plan.source.content_hash == run.content_hash => plan,
+        Ok(plan) if signoff::plan_matches_run(&plan, run) => plan,
         _ => {
             return Ok(Pending {
                 who_may_sign: "nobody: the runbook changed since the run started".into(),
@@ -118,7 +118,7 @@ fn waiting_at(
     Ok(Pending {
         prompt: policy.prompt.trim().to_string(),
         who_may_sign: policy.who_may_sign(run),
-        binding: policy::binding(&run.id, step_id, &run.content_hash, &run.params, &evidence),
+        binding: policy::binding(&run.id, step_id, run.bound_hash(), &run.params, &evidence),
         ..base
     })
 }

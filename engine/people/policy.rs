@@ -421,6 +421,8 @@ mod tests {
                 owner: None,
                 window: None,
                 risk: "low".into(),
+                bundle_hash: None,
+                scripts: Default::default(),
             },
             Event::StepStarted {
                 step: "g".into(),

@@ -51,6 +51,16 @@ pub struct Signed {
     pub verdict: Verdict,
 }
 
+/// Whether `plan` is what run `view` started with: the same runbook text and, for runs bound
+/// to their scripts, the same scripts and modules.
+pub fn plan_matches_run(plan: &Plan, view: &RunView) -> bool {
+    plan.source.content_hash == view.content_hash
+        && view
+            .bundle_hash
+            .as_ref()
+            .is_none_or(|b| *b == plan.bundle_hash())
+}
+
 /// The step a run waits at: parked there, or held at it by a process that polls (`--wait`).
 pub fn waiting_step(view: &RunView) -> Option<&StepView> {
     view.waiting_step().or_else(|| {
@@ -68,7 +78,7 @@ pub fn policy_for(
     view: &RunView,
     step_id: &str,
 ) -> Result<Policy> {
-    if plan.source.content_hash != view.content_hash {
+    if !plan_matches_run(plan, view) {
         return Err(Error::ChangedSinceSignable {
             path: view.path.clone(),
             run: view.id.clone(),
@@ -158,7 +168,7 @@ pub fn sign(
         let binding = policy::binding(
             &view.id,
             step_id,
-            &view.content_hash,
+            view.bound_hash(),
             &view.params,
             &evidence,
         );

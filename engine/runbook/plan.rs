@@ -1,7 +1,10 @@
 //! The checked, ready-to-run form of a runbook: every step with its kind resolved, its
 //! scripts and conditions compiled, its durations parsed. Built only by the analyzer.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
+
+use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,9 +21,29 @@ pub struct Plan {
     pub steps: Vec<PlannedStep>,
     pub rollback: Vec<PlannedStep>,
     pub scripts_dir: PathBuf,
+    /// Every script file and module the runbook uses, relative to the scripts folder, with
+    /// the SHA-256 of its content.
+    pub sources: BTreeMap<String, String>,
 }
 
 impl Plan {
+    /// What a run is bound to: the runbook's text and every script and module it uses. A
+    /// runbook without scripts is bound to its text alone (its content hash).
+    pub fn bundle_hash(&self) -> String {
+        if self.sources.is_empty() {
+            return self.source.content_hash.clone();
+        }
+        let mut hasher = Sha256::new();
+        hasher.update(self.source.content_hash.as_bytes());
+        for (path, hash) in &self.sources {
+            hasher.update(b"\n");
+            hasher.update(path.as_bytes());
+            hasher.update(b"\0");
+            hasher.update(hash.as_bytes());
+        }
+        hex::encode(hasher.finalize())
+    }
+
     /// Every step, group members included, in document order (rollback last).
     pub fn all_steps(&self) -> Vec<&PlannedStep> {
         fn walk<'a>(steps: &'a [PlannedStep], out: &mut Vec<&'a PlannedStep>) {

@@ -140,6 +140,8 @@ fn synthetic_journal(path: &Path, steps: usize) {
         owner: Some("ops".into()),
         window: None,
         risk: "low".into(),
+        bundle_hash: None,
+        scripts: Default::default(),
     };
     journal.append("RUN", &started).unwrap();
     let mut batch = Vec::new();

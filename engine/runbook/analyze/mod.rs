@@ -63,6 +63,17 @@ fn file_error_text(error: &crate::error::Error) -> String {
 }
 
 pub fn analyze_source(source: SourceFile, scripts_dir: &Path, engine: &Engine) -> Analysis {
+    // Compiling resolves every import now: record which files the runbook uses.
+    script::resolver::record_loads();
+    let mut analysis = analyze_yaml(source, scripts_dir, engine);
+    let sources = script::resolver::take_loads();
+    if let Some(plan) = analysis.plan.as_mut() {
+        plan.sources = sources;
+    }
+    analysis
+}
+
+fn analyze_yaml(source: SourceFile, scripts_dir: &Path, engine: &Engine) -> Analysis {
     let mut linter = Linter::new(&source, scripts_dir, engine);
     let root = match marked_yaml::parse_yaml_with_options(
         0,
@@ -207,3 +218,6 @@ fn scan_error_text(e: &impl std::fmt::Display) -> String {
         None => text,
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -14,6 +14,7 @@ impl Linter<'_> {
             steps,
             rollback,
             scripts_dir: self.scripts_dir.to_path_buf(),
+            sources: Default::default(),
         }
     }
 

@@ -98,6 +98,12 @@ impl Linter<'_> {
             return;
         }
         let path = self.scripts_dir.join(relative);
+        if path.exists() {
+            if let Err(why) = script::resolver::check_inside(self.scripts_dir, name) {
+                self.error(node.span(), format!("step `{id}`: script `{name}`: {why}"));
+                return;
+            }
+        }
         let file = match SourceFile::read(&path) {
             Ok(file) => file,
             Err(e) => {
@@ -113,6 +119,7 @@ impl Linter<'_> {
                 return;
             }
         };
+        script::resolver::note_load(name, &file.content_hash);
         match script::compile_script(self.engine, &file.text) {
             Ok(ast) => {
                 self.compiled.insert((id.to_string(), "script"), ast);
