@@ -351,6 +351,17 @@ impl Error {
         }
     }
 
+    /// An identity that could not be established: a wrong passphrase, an unknown or
+    /// disabled operator.
+    pub fn is_identity_refusal(&self) -> bool {
+        matches!(
+            self,
+            Error::WrongPassphrase { .. }
+                | Error::UnknownOperator { .. }
+                | Error::ActingAsDisabled { .. }
+        )
+    }
+
     pub fn file(path: impl Into<PathBuf>, problem: impl Into<String>) -> Self {
         Error::File {
             path: path.into(),

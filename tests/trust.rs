@@ -276,3 +276,78 @@ steps:
         .status(2)
         .stderr_has("leads out of the scripts folder");
 }
+
+const MAINTENANCE: &str = r#"
+runbook: maintenance
+title: Maintenance with approval
+params:
+  host: { type: string, default: db1 }
+steps:
+  - id: approve
+    gate:
+      prompt: Approve the maintenance of {{ params.host }}
+  - id: notify
+    manual: Tell the {{ params.host }} users it is done
+"#;
+
+#[test]
+fn what_a_gate_asked_is_journaled_and_shown_with_its_signoff() {
+    let ws = Workspace::new();
+    ws.runbook("maintenance", MAINTENANCE);
+    let run = ws
+        .cmd(["run", "maintenance", "--non-interactive"])
+        .run()
+        .status(3);
+    assert!(
+        run.stdout
+            .contains("  approve asks: Approve the maintenance of db1\n"),
+        "{}",
+        run.stdout
+    );
+    let id = run.run_id();
+    ws.cmd(["signoff", &id, "--approve", "--comment", "checked"])
+        .run()
+        .status(0);
+    ws.cmd(["resume", &id, "--non-interactive"]).run().status(3);
+    let show = ws.cmd(["show", &id]).run().status(0);
+    assert!(
+        show.stdout
+            .contains("(gate)  succeeded  approve\n    asks: Approve the maintenance of db1\n"),
+        "{}",
+        show.stdout
+    );
+    assert!(
+        show.stdout
+            .contains("(manual)  waiting  notify\n    asks: Tell the db1 users it is done\n"),
+        "{}",
+        show.stdout
+    );
+    let json = ws.cmd(["show", &id, "--json"]).run().status(0).json();
+    assert_eq!(json["steps"][0]["asks"], "Approve the maintenance of db1");
+}
+
+#[test]
+fn a_signoff_with_a_wrong_passphrase_is_journaled_among_the_refusals() {
+    let ws = Workspace::new();
+    ws.runbook("maintenance", MAINTENANCE);
+    ws.cmd(["operator", "add", "ann"])
+        .env("OPSBOOK_NEW_PASSPHRASE", "ann-passphrase")
+        .run()
+        .status(0);
+    let id = ws
+        .cmd(["run", "maintenance", "--non-interactive", "--as", "ann"])
+        .env("OPSBOOK_PASSPHRASE", "ann-passphrase")
+        .run()
+        .status(3)
+        .run_id();
+    ws.cmd(["signoff", &id, "--approve", "--as", "ann"])
+        .env("OPSBOOK_PASSPHRASE", "guessed-wrong")
+        .run()
+        .status(5)
+        .stderr_has("wrong passphrase for `ann`");
+    let json = ws.cmd(["show", &id, "--json"]).run().status(0).json();
+    let refusals = json["steps"][0]["refusals"].as_array().unwrap();
+    assert_eq!(refusals.len(), 1, "{json:#}");
+    assert_eq!(refusals[0]["by"], "ann");
+    assert_eq!(refusals[0]["comment"], "wrong passphrase for `ann`");
+}

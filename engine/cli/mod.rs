@@ -410,6 +410,9 @@ fn next_steps(result: &RunResult) -> Vec<String> {
     let id = &result.run_id;
     let mut lines = Vec::new();
     for parked in &result.parked {
+        if !parked.asks.is_empty() {
+            lines.push(format!("  {} asks: {}", parked.step, parked.asks));
+        }
         lines.push(format!(
             "  sign it from any terminal: opsbook signoff {id} --step {} --approve [--comment TEXT] --as NAME\n  binding {}",
             parked.step, parked.binding

@@ -46,9 +46,28 @@ pub struct SignoffArgs {
 
 pub fn signoff(settings: &Settings, identity: &Identity, args: SignoffArgs) -> Result<i32> {
     let mut journal = Journal::open(&settings.db)?;
-    let signer = Directory::new(&mut journal)
-        .authenticate(identity.as_name.as_deref(), &identity.passphrases)?;
     let run = view::load_run(&journal, &args.run)?;
+    let attempted_step = if args.accept || args.reject_run {
+        Some("(run)".to_string())
+    } else {
+        args.step
+            .clone()
+            .or_else(|| signoff::waiting_step(&run).map(|s| s.id.clone()))
+    };
+    let signer = match Directory::new(&mut journal)
+        .authenticate(identity.as_name.as_deref(), &identity.passphrases)
+    {
+        Ok(signer) => signer,
+        Err(e) => {
+            // A failed identification is an attempt on the record, like a refused sign-off.
+            if let (Some(step), Some(name)) = (&attempted_step, identity.as_name.as_deref()) {
+                if e.is_identity_refusal() {
+                    signoff::record_refusal(&mut journal, &run.id, step, name, &e.to_string())?;
+                }
+            }
+            return Err(e);
+        }
+    };
     if args.accept || args.reject_run {
         let decision = if args.accept {
             AcceptanceDecision::Accepted

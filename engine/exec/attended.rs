@@ -39,6 +39,11 @@ impl Executor {
         waiting_for: WaitingFor,
         binding: String,
     ) -> Result<StepOutcome> {
+        let step_asks = self
+            .current_view()?
+            .step(&step.id)
+            .and_then(|s| s.asks.clone())
+            .unwrap_or_default();
         self.record(Event::RunPaused {
             step: step.id.clone(),
             reason: reason.clone(),
@@ -51,6 +56,7 @@ impl Executor {
             })?
             .push(ParkedStep {
                 step: step.id.clone(),
+                asks: step_asks,
                 binding,
             });
         self.progress.step_parked(
@@ -391,6 +397,13 @@ impl Executor {
                 match verified {
                     Ok(op) => op,
                     Err(e) => {
+                        if e.is_identity_refusal() {
+                            self.record(Event::SignoffRefused {
+                                step: step.id.clone(),
+                                signer: name.clone(),
+                                reason: e.to_string(),
+                            })?;
+                        }
                         self.progress.message(&format!("   {e}"));
                         return Ok(ConsoleAnswer::Again);
                     }

@@ -92,12 +92,24 @@ impl Executor {
         phase: Phase,
         group: Option<&str>,
     ) -> Result<()> {
+        let asks = match &step.kind {
+            StepKind::Manual { instructions } => Some(instructions.as_str()),
+            StepKind::Gate(gate) => Some(gate.prompt.as_str()),
+            _ => None,
+        }
+        .map(|text| {
+            self.render_text(text)
+                .unwrap_or_else(|_| text.to_string())
+                .trim()
+                .to_string()
+        });
         self.record(Event::StepStarted {
             step: step.id.clone(),
             name: step.name.clone(),
             kind: step.kind.name().into(),
             phase,
             group: group.map(str::to_string),
+            asks,
         })?;
         if let Ok(mut started) = self.started.lock() {
             started.insert(step.id.clone());

@@ -67,6 +67,8 @@ pub struct RunResult {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParkedStep {
     pub step: String,
+    /// What the step asks of a person.
+    pub asks: String,
     pub binding: String,
 }
 

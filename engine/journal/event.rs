@@ -200,6 +200,10 @@ pub enum Event {
         phase: Phase,
         #[serde(skip_serializing_if = "Option::is_none")]
         group: Option<String>,
+        /// What a gate or manual step asks of a person, placeholders filled in: what a
+        /// sign-off of it means.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        asks: Option<String>,
     },
     AttemptFinished {
         step: String,

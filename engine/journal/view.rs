@@ -130,6 +130,9 @@ pub struct StepView {
     pub refusals: Vec<Decision>,
     pub expectation: Option<Expectation>,
     pub timed_out: Option<TimeoutAction>,
+    /// What a gate or manual step asked of a person (journaled since this was recorded).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub asks: Option<String>,
 }
 
 impl StepView {
@@ -158,6 +161,7 @@ impl StepView {
             refusals: Vec::new(),
             expectation: None,
             timed_out: None,
+            asks: None,
         }
     }
 }
@@ -328,11 +332,13 @@ impl RunView {
                 kind,
                 phase,
                 group,
+                asks,
             } => {
                 self.status = RunStatus::Running;
                 self.paused = None;
-                self.steps
-                    .push(StepView::new(step, name, kind, phase, group, at))
+                let mut view = StepView::new(step, name, kind, phase, group, at);
+                view.asks = asks;
+                self.steps.push(view);
             }
             Event::StepSkipped {
                 step,
@@ -748,6 +754,7 @@ mod tests {
             kind: "shell".into(),
             phase: Phase::Main,
             group: None,
+            asks: None,
         }
     }
 

@@ -430,6 +430,7 @@ mod tests {
                 kind: "gate".into(),
                 phase: Phase::Main,
                 group: None,
+                asks: None,
             },
         ];
         events.extend(more);

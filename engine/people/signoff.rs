@@ -61,6 +61,26 @@ pub fn plan_matches_run(plan: &Plan, view: &RunView) -> bool {
             .is_none_or(|b| *b == plan.bundle_hash())
 }
 
+/// Journals a sign-off attempt that was refused before it reached the policy (the signer
+/// could not be identified), so that every attempt is on record.
+pub fn record_refusal(
+    journal: &mut Journal,
+    run_id: &str,
+    step: &str,
+    signer: &str,
+    reason: &str,
+) -> Result<()> {
+    journal.append(
+        run_id,
+        &Event::SignoffRefused {
+            step: step.to_string(),
+            signer: signer.to_string(),
+            reason: reason.to_string(),
+        },
+    )?;
+    Ok(())
+}
+
 /// The step a run waits at: parked there, or held at it by a process that polls (`--wait`).
 pub fn waiting_step(view: &RunView) -> Option<&StepView> {
     view.waiting_step().or_else(|| {

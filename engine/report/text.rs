@@ -79,6 +79,13 @@ pub fn render_run(v: &RunView) -> String {
             "{indent}{symbol} {} ({}){phase}  {status}  {}",
             s.id, s.kind, s.name
         );
+        if let Some(asks) = &s.asks {
+            let _ = writeln!(
+                out,
+                "{indent}    asks: {}",
+                asks.replace('\n', &format!("\n{indent}          "))
+            );
+        }
         if let Some(reason) = &s.reason {
             let _ = writeln!(out, "{indent}    {reason}");
         }

@@ -153,6 +153,7 @@ fn synthetic_journal(path: &Path, steps: usize) {
             kind: "shell".into(),
             phase: Phase::Main,
             group: None,
+            asks: None,
         });
         batch.push(Event::AttemptFinished {
             step: step.clone(),
