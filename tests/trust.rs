@@ -351,3 +351,67 @@ fn a_signoff_with_a_wrong_passphrase_is_journaled_among_the_refusals() {
     assert_eq!(refusals[0]["by"], "ann");
     assert_eq!(refusals[0]["comment"], "wrong passphrase for `ann`");
 }
+
+#[test]
+fn audit_verify_of_a_run_names_the_other_run_whose_event_was_edited() {
+    let ws = Workspace::new();
+    ws.runbook("maintenance", MAINTENANCE);
+    let a = ws
+        .cmd(["run", "maintenance", "--non-interactive"])
+        .run()
+        .status(3)
+        .run_id();
+    let b = ws
+        .cmd(["run", "maintenance", "--non-interactive", "--concurrent"])
+        .run()
+        .status(3)
+        .run_id();
+    ws.cmd(["signoff", &a, "--approve"]).run().status(0);
+    ws.cmd(["resume", &a, "--non-interactive"]).run().status(3);
+    let edited: i64 = {
+        let db = ws.journal();
+        let seq: i64 = db
+            .query_row(
+                "SELECT seq FROM events WHERE run_id = ?1 AND kind = 'run_started'",
+                [&b],
+                |r| r.get(0),
+            )
+            .unwrap();
+        db.execute(
+            "UPDATE events SET body = replace(body, 'db1', 'db2') WHERE seq = ?1",
+            [seq],
+        )
+        .unwrap();
+        seq
+    };
+    let out = ws.cmd(["audit", "verify", &a]).run().status(1);
+    assert_eq!(
+        out.stdout,
+        format!("BROKEN: run {a}: event {edited}: event {edited} belongs to run {b}, not this one: its content does not match its hash (the event was edited); this run's own events follow it in the chain, which no longer vouches for them\n")
+    );
+    let out = ws.cmd(["audit", "verify", &b]).run().status(1);
+    assert_eq!(
+        out.stdout,
+        format!("BROKEN: run {b}: event {edited}: its content does not match its hash (the event was edited)\n")
+    );
+}
+
+#[test]
+fn an_unreadable_value_in_the_journal_is_a_break_not_a_database_error() {
+    let ws = Workspace::new();
+    ws.runbook("maintenance", MAINTENANCE);
+    ws.cmd(["run", "maintenance", "--non-interactive"])
+        .run()
+        .status(3);
+    ws.journal()
+        .execute("UPDATE events SET at = X'00FF' WHERE seq = 2", [])
+        .unwrap();
+    let out = ws.cmd(["audit", "verify"]).run().status(1);
+    assert!(
+        out.stdout
+            .starts_with("BROKEN: the journal: event 2: its stored values cannot be read ("),
+        "{}{}",
+        out.stdout,
+        out.stderr
+    );
+}

@@ -34,6 +34,9 @@ pub fn event_hash(e: &StoredEvent) -> String {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ChainBreak {
     pub seq: i64,
+    /// The run whose event it is, when that is known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
     pub problem: String,
 }
 
@@ -68,6 +71,7 @@ impl ChainChecker {
         if e.seq != seq {
             return Some(ChainBreak {
                 seq,
+                run: None,
                 problem: format!(
                     "event {seq} is missing (the next stored event is {})",
                     e.seq
@@ -77,12 +81,14 @@ impl ChainChecker {
         if e.prev_hash != self.expected_prev {
             return Some(ChainBreak {
                 seq,
+                run: Some(e.run_id.clone()),
                 problem: "its prev_hash is not the hash of the event before it (an event was removed, reordered or rewritten)".into(),
             });
         }
         if event_hash(e) != e.hash {
             return Some(ChainBreak {
                 seq,
+                run: Some(e.run_id.clone()),
                 problem: "its content does not match its hash (the event was edited)".into(),
             });
         }
@@ -116,16 +122,38 @@ impl Journal {
             events: 0,
         };
         while let Some(r) = rows.next().map_err(|e| self.error(e))? {
-            let event = StoredEvent {
-                seq: r.get(0).map_err(|e| self.error(e))?,
-                run_id: r.get(1).map_err(|e| self.error(e))?,
-                run_seq: r.get(2).map_err(|e| self.error(e))?,
-                at: r.get(3).map_err(|e| self.error(e))?,
-                kind: r.get(4).map_err(|e| self.error(e))?,
-                step: r.get(5).map_err(|e| self.error(e))?,
-                body: r.get(6).map_err(|e| self.error(e))?,
-                prev_hash: r.get(7).map_err(|e| self.error(e))?,
-                hash: r.get(8).map_err(|e| self.error(e))?,
+            let read = || -> rusqlite::Result<StoredEvent> {
+                Ok(StoredEvent {
+                    seq: r.get(0)?,
+                    run_id: r.get(1)?,
+                    run_seq: r.get(2)?,
+                    at: r.get(3)?,
+                    kind: r.get(4)?,
+                    step: r.get(5)?,
+                    body: r.get(6)?,
+                    prev_hash: r.get(7)?,
+                    hash: r.get(8)?,
+                })
+            };
+            let event = match read() {
+                Ok(event) => event,
+                Err(e) => {
+                    // A value of the wrong type where an event's column should be: the row
+                    // was written by something other than opsbook.
+                    let seq = r.get::<_, i64>(0).unwrap_or(status.events + 1);
+                    if status.first_break.is_none() {
+                        status.intact = false;
+                        status.first_break = Some(ChainBreak {
+                            seq,
+                            run: r.get::<_, String>(1).ok(),
+                            problem: format!(
+                                "its stored values cannot be read ({e}): it was written outside opsbook"
+                            ),
+                        });
+                    }
+                    status.events += 1;
+                    continue;
+                }
             };
             if status.first_break.is_none() {
                 if let Some(b) = checker.check(&event) {
@@ -180,11 +208,23 @@ pub fn audit(
         events = own.len() as i64;
         // A break after this run's last event does not touch it.
         let last = own.last().map(|e| e.seq).unwrap_or(0);
-        first_break = first_break.filter(|b| b.seq <= last);
+        first_break = first_break.filter(|b| b.seq <= last).map(|b| match &b.run {
+            // Another run's event: this run's own events may be intact, but the chain that
+            // vouches for their order and completeness is broken before its end.
+            Some(other) if other != id => ChainBreak {
+                problem: format!(
+                    "event {} belongs to run {other}, not this one: {}; this run's own events follow it in the chain, which no longer vouches for them",
+                    b.seq, b.problem
+                ),
+                ..b
+            },
+            _ => b,
+        });
         if first_break.is_none() {
             if let Some((expected, e)) = (1..).zip(&own).find(|(n, e)| e.run_seq != *n) {
                 first_break = Some(ChainBreak {
                     seq: e.seq,
+                    run: Some(id.to_string()),
                     problem: format!(
                         "the run's event {expected} is missing (found its event {} here)",
                         e.run_seq
@@ -199,6 +239,7 @@ pub fn audit(
         if journal.seq_of_hash(head)?.is_none() {
             first_break = Some(ChainBreak {
                 seq: 0,
+                run: None,
                 problem: format!(
                     "the recorded head {head} is not in the journal: it was rewritten and re-chained, or cut short, after that head was recorded"
                 ),

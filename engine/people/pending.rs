@@ -116,7 +116,10 @@ fn waiting_at(
     let policy = signoff::policy_for(journal, &plan, run, step_id)?;
     let evidence = policy::evidence(&policy, run);
     Ok(Pending {
-        prompt: policy.prompt.trim().to_string(),
+        prompt: step
+            .asks
+            .clone()
+            .unwrap_or_else(|| policy.prompt.trim().to_string()),
         who_may_sign: policy.who_may_sign(run),
         binding: policy::binding(&run.id, step_id, run.bound_hash(), &run.params, &evidence),
         ..base
