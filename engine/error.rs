@@ -219,6 +219,9 @@ pub enum Error {
     #[error("{rule}")]
     NotAllowed { rule: String },
 
+    #[error("the operator directory was changed outside opsbook ({problems}); nobody is trusted until it is restored: `opsbook audit verify` reports it")]
+    DirectoryTampered { problems: String },
+
     #[error("sign-off refused: {reason}")]
     SignoffRefused { reason: String },
 
@@ -336,6 +339,7 @@ impl Error {
             | PassphraseNeeded { .. }
             | NotAllowed { .. }
             | SignoffRefused { .. }
+            | DirectoryTampered { .. }
             | AlreadyDecided { .. }
             | SignoffTimedOut { .. } => exit::REFUSED,
             Journal { .. }

@@ -415,3 +415,87 @@ fn an_unreadable_value_in_the_journal_is_a_break_not_a_database_error() {
         out.stderr
     );
 }
+
+/// Adds `name` with `role` (the first operator becomes a supervisor by itself).
+fn add_operator(ws: &Workspace, name: &str, role: &str, by: Option<&str>) {
+    let mut args = vec!["operator", "add", name, "--role", role];
+    if let Some(by) = by {
+        args.extend(["--as", by]);
+    }
+    ws.cmd(&args)
+        .env("OPSBOOK_NEW_PASSPHRASE", &format!("{name}-passphrase"))
+        .env(
+            "OPSBOOK_PASSPHRASE",
+            &format!("{}-passphrase", by.unwrap_or(name)),
+        )
+        .run()
+        .status(0);
+}
+
+#[test]
+fn a_supervisor_inserted_straight_into_the_directory_is_refused_and_reported() {
+    let ws = Workspace::new();
+    ws.runbook("maintenance", MAINTENANCE);
+    add_operator(&ws, "ann", "supervisor", None);
+    // Copy ann's row as a new supervisor, bypassing opsbook (and its journal).
+    ws.journal()
+        .execute(
+            "INSERT INTO operators (name, person, role, os_user, passphrase_hash, disabled, created_at)
+             SELECT 'mallory', 'mallory', 'supervisor', NULL, passphrase_hash, 0, created_at
+             FROM operators WHERE name = 'ann'",
+            [],
+        )
+        .unwrap();
+    ws.cmd(["run", "maintenance", "--as", "mallory", "--non-interactive"])
+        .env("OPSBOOK_PASSPHRASE", "ann-passphrase")
+        .run()
+        .status(5)
+        .stderr_has("the operator directory was changed outside opsbook (operator `mallory` is in the directory but was never added through opsbook)");
+    let out = ws.cmd(["audit", "verify"]).run().status(1);
+    assert!(
+        out.stdout.ends_with(
+            "BROKEN: the operator directory: operator `mallory` is in the directory but was never added through opsbook\n"
+        ),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn a_role_raised_outside_opsbook_is_refused() {
+    let ws = Workspace::new();
+    add_operator(&ws, "ann", "supervisor", None);
+    add_operator(&ws, "tim", "trainee", Some("ann"));
+    ws.journal()
+        .execute(
+            "UPDATE operators SET role = 'supervisor' WHERE name = 'tim'",
+            [],
+        )
+        .unwrap();
+    ws.cmd(["operator", "list"])
+        .run()
+        .status(5)
+        .stderr_has("operator `tim`: the role in the directory differs from the journal");
+}
+
+#[test]
+fn the_last_active_supervisor_cannot_be_disabled_and_a_disabled_operator_can_be_enabled() {
+    let ws = Workspace::new();
+    add_operator(&ws, "ann", "supervisor", None);
+    add_operator(&ws, "bob", "operator", Some("ann"));
+    let as_ann = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--as", "ann"]);
+        ws.cmd(&all)
+            .env("OPSBOOK_PASSPHRASE", "ann-passphrase")
+            .run()
+    };
+    as_ann(&["operator", "disable", "ann"])
+        .status(5)
+        .stderr_has("`ann` is the last active supervisor");
+    as_ann(&["operator", "disable", "bob"]).status(0);
+    as_ann(&["operator", "enable", "bob"])
+        .status(0)
+        .stdout_has("operator bob enabled");
+    ws.cmd(["audit", "verify"]).run().status(0);
+}

@@ -7,6 +7,7 @@ use crate::config::Settings;
 use crate::error::{exit, Error, Result};
 use crate::journal::Journal;
 use crate::journal::{chain, view};
+use crate::people::directory::Directory;
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
@@ -29,7 +30,7 @@ pub enum AuditCommand {
 }
 
 pub fn audit(settings: &Settings, command: AuditCommand) -> Result<i32> {
-    let journal = Journal::open_read_only(&settings.db)?;
+    let mut journal = Journal::open_read_only(&settings.db)?;
     match command {
         AuditCommand::Head { json } => {
             let status = journal.verify()?;
@@ -52,12 +53,21 @@ pub fn audit(settings: &Settings, command: AuditCommand) -> Result<i32> {
             run,
             expect_head,
             json,
-        } => verify(&journal, run.as_deref(), expect_head.as_deref(), json),
+        } => verify(&mut journal, run.as_deref(), expect_head.as_deref(), json),
     }
 }
 
+/// What `audit verify` prints as JSON: the chain's verdict and the operator directory's.
+#[derive(serde::Serialize)]
+struct AuditReport<'a> {
+    #[serde(flatten)]
+    chain: &'a chain::AuditVerdict,
+    /// Where the operator directory differs from the chained events (journal scope only).
+    operators: Vec<String>,
+}
+
 fn verify(
-    journal: &Journal,
+    journal: &mut Journal,
     run: Option<&str>,
     expect_head: Option<&str>,
     json: bool,
@@ -70,22 +80,36 @@ fn verify(
         }
     }
     let run_id = run.map(|r| view::resolve_run_id(journal, r)).transpose()?;
-    let verdict = chain::audit(journal, run_id.as_deref(), expect_head)?;
+    let mut verdict = chain::audit(journal, run_id.as_deref(), expect_head)?;
+    // Identities sign every gate: the directory must be what the chain says it is.
+    let operators = Directory::new(journal).problems()?;
+    let intact = verdict.intact && operators.is_empty();
+    verdict.intact = intact;
     if json {
-        outln!("{}", to_json(&verdict)?);
+        outln!(
+            "{}",
+            to_json(&AuditReport {
+                chain: &verdict,
+                operators: operators.clone(),
+            })?
+        );
     } else {
         match &verdict.first_break {
-            None => outln!(
+            None if operators.is_empty() => outln!(
                 "intact: {}: {} events verified; head {}",
                 verdict.scope,
                 verdict.events,
                 verdict.head
             ),
+            None => {}
             Some(b) if b.seq == 0 => outln!("BROKEN: {}: {}", verdict.scope, b.problem),
             Some(b) => outln!("BROKEN: {}: event {}: {}", verdict.scope, b.seq, b.problem),
         }
+        for problem in &operators {
+            outln!("BROKEN: the operator directory: {problem}");
+        }
     }
-    Ok(if verdict.intact {
+    Ok(if intact {
         exit::SUCCESS
     } else {
         exit::STEP_FAILED

@@ -42,8 +42,10 @@ pub enum OperatorCommand {
         #[arg(long, value_name = "FILE")]
         new_passphrase_file: Option<PathBuf>,
     },
-    /// Disable an operator (a supervisor only)
+    /// Disable an operator (a supervisor only; never the last active supervisor)
     Disable { name: String },
+    /// Enable a disabled operator again (a supervisor only)
+    Enable { name: String },
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -172,6 +174,12 @@ pub fn operator(settings: &Settings, identity: &Identity, command: OperatorComma
             let by = directory.authenticate(identity.as_name.as_deref(), &identity.passphrases)?;
             directory.disable(&name, &by)?;
             outln!("operator {name} disabled");
+            Ok(exit::SUCCESS)
+        }
+        OperatorCommand::Enable { name } => {
+            let by = directory.authenticate(identity.as_name.as_deref(), &identity.passphrases)?;
+            directory.enable(&name, &by)?;
+            outln!("operator {name} enabled");
             Ok(exit::SUCCESS)
         }
     }

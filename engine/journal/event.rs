@@ -139,7 +139,7 @@ stored_words! {
     /// The supervisor's verdict on a whole training run.
     AcceptanceDecision { Accepted => "accepted", Rejected => "rejected" }
     /// A change to the operator directory.
-    OperatorAction { Added => "added", Disabled => "disabled", PassphraseChanged => "passphrase-changed" }
+    OperatorAction { Added => "added", Disabled => "disabled", Enabled => "enabled", PassphraseChanged => "passphrase-changed" }
     /// Who a parked run waits for.
     WaitingFor { Signoff => "signoff", Operator => "operator", Countersign => "countersign" }
 }
@@ -328,6 +328,13 @@ pub enum Event {
         role: String,
         person: String,
         by: String,
+        /// SHA-256 of the stored passphrase hash after the change (added, passphrase changed):
+        /// the directory's row must carry exactly this credential.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        credential: Option<String>,
+        /// The OS account mapped to the operator (added).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        os_user: Option<String>,
     },
 }
 

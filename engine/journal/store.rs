@@ -258,6 +258,15 @@ impl Journal {
         )
     }
 
+    /// The events of one kind, in order (the operator directory's changes, for one).
+    pub fn events_of_kind(&self, kind: &str) -> Result<Vec<StoredEvent>> {
+        self.query(
+            "SELECT seq, run_id, run_seq, at, kind, step, body, prev_hash, hash
+             FROM events WHERE kind = ?1 ORDER BY seq",
+            [kind],
+        )
+    }
+
     /// The run-level events (start, pause, finish) of every run, for listings.
     pub fn run_level_events(&self) -> Result<Vec<StoredEvent>> {
         self.query(

@@ -14,6 +14,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::diagnostic::did_you_mean;
 use crate::error::{Error, Result};
+use std::collections::BTreeMap;
+
+use sha2::{Digest, Sha256};
+
 use crate::journal::event::{Event, OperatorAction};
 use crate::journal::{append_in, Journal};
 use crate::runbook::Role;
@@ -108,7 +112,122 @@ impl<'a> Directory<'a> {
         move |e| Error::journal(&path, e)
     }
 
+    /// An operator as the chained events tell it, by name.
+    fn chained(&self) -> Result<BTreeMap<String, ChainedOperator>> {
+        let mut operators: BTreeMap<String, ChainedOperator> = BTreeMap::new();
+        for stored in self.journal.events_of_kind("operator_changed")? {
+            let Event::OperatorChanged {
+                action,
+                name,
+                role,
+                person,
+                credential,
+                os_user,
+                ..
+            } = stored.event()?
+            else {
+                continue;
+            };
+            let entry = operators.entry(name).or_insert_with(|| ChainedOperator {
+                person: person.clone(),
+                role: parse_role(&role),
+                disabled: false,
+                credential: None,
+                os_user: None,
+            });
+            entry.person = person;
+            entry.role = parse_role(&role);
+            match action {
+                OperatorAction::Added => {
+                    entry.credential = credential;
+                    entry.os_user = os_user;
+                    entry.disabled = false;
+                }
+                OperatorAction::Disabled => entry.disabled = true,
+                OperatorAction::Enabled => entry.disabled = false,
+                OperatorAction::PassphraseChanged => entry.credential = credential,
+            }
+        }
+        Ok(operators)
+    }
+
+    /// Where the operators table differs from what the chained events say: a row inserted,
+    /// removed or changed outside opsbook. Empty when the directory can be trusted.
+    pub fn problems(&mut self) -> Result<Vec<String>> {
+        let chained = self.chained()?;
+        let sql = self.sql();
+        let mut stmt = self
+            .journal
+            .connection()
+            .prepare(
+                "SELECT name, person, role, os_user, disabled, created_at, passphrase_hash
+                 FROM operators ORDER BY name",
+            )
+            .map_err(&sql)?;
+        let rows = stmt
+            .query_map([], |r| Ok((operator_from_row(r)?, r.get::<_, String>(6)?)))
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(&sql)?;
+        let mut problems = Vec::new();
+        for (row, hash) in &rows {
+            let Some(c) = chained.get(&row.name) else {
+                problems.push(format!(
+                    "operator `{}` is in the directory but was never added through opsbook",
+                    row.name
+                ));
+                continue;
+            };
+            let mut differs = Vec::new();
+            if c.person != row.person {
+                differs.push("person");
+            }
+            if c.role != row.role {
+                differs.push("role");
+            }
+            if c.disabled != row.disabled {
+                differs.push("disabled");
+            }
+            if c.credential
+                .as_ref()
+                .is_some_and(|k| *k != credential_of(hash))
+            {
+                differs.push("passphrase");
+            }
+            if c.os_user.is_some() && c.os_user != row.os_user {
+                differs.push("os user");
+            }
+            if !differs.is_empty() {
+                problems.push(format!(
+                    "operator `{}`: the {} in the directory differs from the journal",
+                    row.name,
+                    differs.join(", ")
+                ));
+            }
+        }
+        for name in chained.keys() {
+            if !rows.iter().any(|(r, _)| r.name == *name) {
+                problems.push(format!(
+                    "operator `{name}` was removed from the directory outside opsbook"
+                ));
+            }
+        }
+        Ok(problems)
+    }
+
+    /// Refuses to use a directory edited outside opsbook.
+    fn ensure_trusted(&mut self) -> Result<()> {
+        let problems = self.problems()?;
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::DirectoryTampered {
+                problems: problems.join("; "),
+            })
+        }
+    }
+
     pub fn count(&mut self) -> Result<usize> {
+        self.ensure_trusted()?;
         let sql = self.sql();
         let n: i64 = self
             .journal
@@ -119,6 +238,7 @@ impl<'a> Directory<'a> {
     }
 
     pub fn list(&mut self) -> Result<Vec<OperatorRecord>> {
+        self.ensure_trusted()?;
         let sql = self.sql();
         let mut stmt = self
             .journal
@@ -135,6 +255,7 @@ impl<'a> Directory<'a> {
     }
 
     fn find(&mut self, name: &str) -> Result<Option<(OperatorRecord, String)>> {
+        self.ensure_trusted()?;
         let sql = self.sql();
         let row = self
             .journal
@@ -290,6 +411,8 @@ impl<'a> Directory<'a> {
                 role: role.name().into(),
                 person: person.clone(),
                 by: by_name,
+                credential: Some(credential_of(&hash)),
+                os_user: new.os_user.clone(),
             },
         )
         .map_err(&sql)?;
@@ -314,12 +437,49 @@ impl<'a> Directory<'a> {
         let Some((record, _)) = self.find(name)? else {
             return Err(self.unknown(name));
         };
+        let supervisors_left = self
+            .list()?
+            .iter()
+            .filter(|o| o.role == Role::Supervisor && !o.disabled && o.name != name)
+            .count();
+        if record.role == Role::Supervisor && !record.disabled && supervisors_left == 0 {
+            return Err(Error::NotAllowed {
+                rule: format!(
+                    "`{name}` is the last active supervisor: add or enable another supervisor first, or nobody could manage operators"
+                ),
+            });
+        }
         self.change(
             name,
             OperatorAction::Disabled,
             &record,
             by,
             "UPDATE operators SET disabled = 1 WHERE name = ?1",
+            None,
+        )
+    }
+
+    /// Enables a disabled operator again (a verified supervisor only).
+    pub fn enable(&mut self, name: &str, by: &Operator) -> Result<()> {
+        if !(by.verified() && by.role == Some(Role::Supervisor)) {
+            return Err(Error::NotAllowed {
+                rule: "only a supervisor enables operators: act as one with --as NAME".into(),
+            });
+        }
+        let Some((record, _)) = self.find(name)? else {
+            return Err(self.unknown(name));
+        };
+        if !record.disabled {
+            return Err(Error::NotAllowed {
+                rule: format!("operator `{name}` is not disabled"),
+            });
+        }
+        self.change(
+            name,
+            OperatorAction::Enabled,
+            &record,
+            by,
+            "UPDATE operators SET disabled = 0 WHERE name = ?1",
             None,
         )
     }
@@ -362,6 +522,10 @@ impl<'a> Directory<'a> {
             .connection()
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(&fail)?;
+        let credential = match action {
+            OperatorAction::PassphraseChanged => value.as_deref().map(credential_of),
+            _ => None,
+        };
         match value {
             Some(v) => tx.execute(sql, params![name, v]),
             None => tx.execute(sql, params![name]),
@@ -376,6 +540,8 @@ impl<'a> Directory<'a> {
                 role: record.role.name().into(),
                 person: record.person.clone(),
                 by: by.name.clone(),
+                credential,
+                os_user: None,
             },
         )
         .map_err(&fail)?;
@@ -395,6 +561,21 @@ impl<'a> Directory<'a> {
     pub fn get(&mut self, name: &str) -> Result<Option<OperatorRecord>> {
         Ok(self.find(name)?.map(|(r, _)| r))
     }
+}
+
+/// An operator as the journal's chained events describe it.
+struct ChainedOperator {
+    person: String,
+    role: Role,
+    disabled: bool,
+    credential: Option<String>,
+    os_user: Option<String>,
+}
+
+/// What the journal keeps of a passphrase hash: its SHA-256 (the hash itself stays in the
+/// directory only).
+fn credential_of(passphrase_hash: &str) -> String {
+    hex::encode(Sha256::digest(passphrase_hash.as_bytes()))
 }
 
 pub struct NewOperator {
