@@ -52,6 +52,7 @@ mod signoff;
 mod training;
 
 use crate::people::directory::Directory;
+use crate::people::policy;
 use crate::term::prompt::TerminalPassphrases;
 
 /// Who a command acts as: `--as NAME` with a passphrase source.
@@ -308,6 +309,14 @@ fn run(settings: &Settings, identity: &Identity, args: RunArgs, no_progress: boo
     let mut journal = Journal::open(&settings.db)?;
     let operator = Directory::new(&mut journal)
         .authenticate(identity.as_name.as_deref(), &identity.passphrases)?;
+    if !operator.verified() {
+        let gates = policy::gates_needing_identities(&plan);
+        if let Some(warning) =
+            policy::unenforceable_warning(&plan.runbook.runbook, &gates, &settings.db)
+        {
+            errln!("{warning}");
+        }
+    }
     let supervision = request::admit(
         &mut journal,
         Admission {

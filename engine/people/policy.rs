@@ -39,6 +39,17 @@ pub struct Policy {
 }
 
 impl Policy {
+    /// Whether this gate means anything only with registered identities: a role above
+    /// operator, four eyes, an allow-list or more than one approver. With no operators
+    /// registered, the unverified OS user satisfies all of these.
+    pub fn needs_identities(&self) -> bool {
+        !self.manual
+            && (self.role == Role::Supervisor
+                || self.four_eyes
+                || !self.approvers.is_empty()
+                || self.min_approvals > 1)
+    }
+
     /// The policy of a gate or manual step; None for other kinds.
     pub fn for_step(step: &PlannedStep, supervisor_person: Option<&str>) -> Option<Self> {
         let supervisor_person = supervisor_person.map(str::to_string);
@@ -849,4 +860,29 @@ mod tests {
             assert_eq!(verdict(&policy, run.step("g").unwrap()), expected, "{what}");
         }
     }
+}
+
+/// The gates of `plan` that cannot be enforced without registered operators.
+pub fn gates_needing_identities(plan: &crate::runbook::plan::Plan) -> Vec<String> {
+    plan.all_steps()
+        .into_iter()
+        .filter(|step| Policy::for_step(step, None).is_some_and(|p| p.needs_identities()))
+        .map(|step| step.id.clone())
+        .collect()
+}
+
+/// The warning for a runbook whose gates cannot be enforced: None when there is nothing to
+/// warn about.
+pub fn unenforceable_warning(
+    runbook: &str,
+    gates: &[String],
+    journal: &std::path::Path,
+) -> Option<String> {
+    (!gates.is_empty()).then(|| {
+        format!(
+            "warning: runbook `{runbook}`: no operators are registered in {}, so its gates ({}) cannot be enforced: anyone signs as the unverified OS user; register operators with `opsbook operator add`",
+            journal.display(),
+            gates.join(", ")
+        )
+    })
 }
