@@ -338,6 +338,31 @@ pub fn timeout_action(on_timeout: OnTimeout) -> TimeoutAction {
     }
 }
 
+/// The gates of `plan` that cannot be enforced without registered operators.
+pub fn gates_needing_identities(plan: &crate::runbook::plan::Plan) -> Vec<String> {
+    plan.all_steps()
+        .into_iter()
+        .filter(|step| Policy::for_step(step, None).is_some_and(|p| p.needs_identities()))
+        .map(|step| step.id.clone())
+        .collect()
+}
+
+/// The warning for a runbook whose gates cannot be enforced: None when there is nothing to
+/// warn about.
+pub fn unenforceable_warning(
+    runbook: &str,
+    gates: &[String],
+    journal: &std::path::Path,
+) -> Option<String> {
+    (!gates.is_empty()).then(|| {
+        format!(
+            "warning: runbook `{runbook}`: no operators are registered in {}, so its gates ({}) cannot be enforced: anyone signs as the unverified OS user; register operators with `opsbook operator add`",
+            journal.display(),
+            gates.join(", ")
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -860,29 +885,4 @@ mod tests {
             assert_eq!(verdict(&policy, run.step("g").unwrap()), expected, "{what}");
         }
     }
-}
-
-/// The gates of `plan` that cannot be enforced without registered operators.
-pub fn gates_needing_identities(plan: &crate::runbook::plan::Plan) -> Vec<String> {
-    plan.all_steps()
-        .into_iter()
-        .filter(|step| Policy::for_step(step, None).is_some_and(|p| p.needs_identities()))
-        .map(|step| step.id.clone())
-        .collect()
-}
-
-/// The warning for a runbook whose gates cannot be enforced: None when there is nothing to
-/// warn about.
-pub fn unenforceable_warning(
-    runbook: &str,
-    gates: &[String],
-    journal: &std::path::Path,
-) -> Option<String> {
-    (!gates.is_empty()).then(|| {
-        format!(
-            "warning: runbook `{runbook}`: no operators are registered in {}, so its gates ({}) cannot be enforced: anyone signs as the unverified OS user; register operators with `opsbook operator add`",
-            journal.display(),
-            gates.join(", ")
-        )
-    })
 }
