@@ -93,8 +93,7 @@ impl Renderer {
         for (name, text) in BUILT_IN {
             let override_path = dir.map(|d| d.join(name)).filter(|p| p.is_file());
             let text = match &override_path {
-                Some(path) => std::fs::read_to_string(path)
-                    .map_err(|e| Error::file(path, format!("cannot read the template: {e}")))?,
+                Some(path) => read_template(path)?,
                 None => text.to_string(),
             };
             tera.add_raw_template(name, &text)
@@ -111,8 +110,7 @@ impl Renderer {
         if format == Format::Json {
             return Err(Error::TemplateForJson);
         }
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::file(path, format!("cannot read the template: {e}")))?;
+        let text = read_template(path)?;
         let name = format.run_template();
         self.tera
             .add_raw_template(name, &text)
@@ -172,6 +170,13 @@ impl Renderer {
             .render(name, context)
             .map_err(|e| template_error(name, self.files.get(name).map(|p| p.as_path()), &e))
     }
+}
+
+/// A template file: a regular file of at most 1 MiB of UTF-8 text.
+fn read_template(path: &Path) -> Result<String> {
+    let bytes = crate::sys::files::read_capped(path, crate::sys::files::MAX_SOURCE_BYTES)
+        .map_err(|problem| Error::file(path, format!("the template {problem}")))?;
+    String::from_utf8(bytes).map_err(|_| Error::file(path, "the template is not UTF-8 text"))
 }
 
 fn template_error(name: &str, path: Option<&Path>, error: &tera::Error) -> Error {
