@@ -175,7 +175,7 @@ impl Renderer {
 /// A template file: a regular file of at most 1 MiB of UTF-8 text.
 fn read_template(path: &Path) -> Result<String> {
     let bytes = crate::sys::files::read_capped(path, crate::sys::files::MAX_SOURCE_BYTES)
-        .map_err(|problem| Error::file(path, format!("the template {problem}")))?;
+        .map_err(|problem| Error::file(path, problem.describe("the template")))?;
     String::from_utf8(bytes).map_err(|_| Error::file(path, "the template is not UTF-8 text"))
 }
 
