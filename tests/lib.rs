@@ -5,6 +5,7 @@ mod support;
 mod check;
 mod conditions;
 mod console;
+mod containment;
 mod environment;
 mod gates;
 mod inputs;

@@ -19,6 +19,7 @@ use crate::runbook::library;
 use crate::runbook::params::{parse_assignment, Params};
 use crate::runbook::plan::Plan;
 use crate::sys::abort::AbortSignal;
+use crate::sys::keeper;
 use crate::term::console::TerminalConsole;
 use crate::term::{progress, prompt};
 
@@ -208,6 +209,12 @@ struct RunArgs {
 
 /// Parses the command line, runs the command, and returns the exit code.
 pub fn main() -> i32 {
+    // The engine runs each command under a keeper started from this binary (see
+    // sys/keeper.rs); that subcommand is not for people, so `--help` does not list it.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == keeper::SUBCOMMAND) {
+        return keeper::main(&args[2..]);
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

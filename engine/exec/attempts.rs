@@ -260,6 +260,7 @@ impl Executor {
             command: bound,
             env,
             timeout: step.timeout,
+            containment: self.containment(step),
         };
         let sink = self.line_sink(step);
         let output = match shell::run_command(&spec, &self.abort, |line| sink(line)).await {
@@ -272,7 +273,7 @@ impl Executor {
             (
                 AttemptStatus::TimedOut,
                 Some(format!(
-                    "timed out after {}; its process group was stopped",
+                    "timed out after {}; every process it started was stopped",
                     format_duration(step.timeout)
                 )),
             )
@@ -349,6 +350,7 @@ impl Executor {
             script::limits::CONDITION_TIMEOUT,
             self.abort.clone(),
             self.base_env(step),
+            self.containment(step),
             self.runtime.clone(),
             Arc::new(|_| {}),
         );
@@ -369,6 +371,7 @@ impl Executor {
             step.timeout,
             self.abort.clone(),
             self.base_env(step),
+            self.containment(step),
             self.runtime.clone(),
             self.line_sink(step),
         );

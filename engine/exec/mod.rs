@@ -17,7 +17,7 @@ use crate::exec::console::Console;
 use crate::exec::progress::{FinishedStep, Progress};
 use crate::exec::redact::Redactor;
 use crate::journal::event::{
-    AttemptStatus, Event, InterruptedDecision, Phase, RunStatus, StepStatus,
+    AttemptStatus, Event, InterruptedDecision, Phase, RunStatus, StepProcesses, StepStatus,
 };
 use crate::journal::lease::Lease;
 use crate::journal::view::{RunView, StepView};
@@ -31,6 +31,7 @@ use crate::runbook::template::{self, Placeholder};
 use crate::runbook::{OnFailure, OnTimeout};
 use crate::script::{self, ScriptContext, ScriptInputs, ScriptOutcome};
 use crate::sys::abort::AbortSignal;
+use crate::sys::containment::Containment;
 use crate::sys::hostinfo;
 use crate::sys::shell::Environment;
 use crate::sys::shell::{self, CommandSpec};
@@ -83,14 +84,17 @@ pub struct Executor {
     /// Steps finished before this process took over (a resumed run).
     prior: HashMap<(Phase, String), StepStatus>,
     /// Steps started before this process took over and never finished: re-entered without a
-    /// second start (gates, manual steps, groups) or decided by `choices` (scripts, commands).
-    reentered: HashSet<(Phase, String)>,
+    /// second start (gates, manual steps, groups) or decided by `choices` (scripts, commands),
+    /// with what marked their processes (whatever of them is left is killed first).
+    reentered: HashMap<(Phase, String), Option<StepProcesses>>,
     choices: HashMap<String, InterruptedChoice>,
     rollback_for: Option<String>,
     /// A step's end, journaled together with whatever comes next (see `defer`).
     pending: Mutex<Pending>,
     /// Steps this drive parked at.
     parked: Mutex<Vec<ParkedStep>>,
+    /// What marks each step's processes, by step id (see `containment`).
+    containments: Mutex<HashMap<String, Containment>>,
     /// A refused answer's comment or evidence, by step, offered again in the next round.
     last_comments: Mutex<HashMap<String, String>>,
 }
@@ -156,6 +160,7 @@ pub async fn run(
         rollback_for: prior.rollback_for,
         pending: Mutex::new(Pending::default()),
         parked: Mutex::new(Vec::new()),
+        containments: Mutex::new(HashMap::new()),
         last_comments: Mutex::new(HashMap::new()),
     };
     // Say what a Ctrl-C or SIGTERM does, when it comes.
@@ -223,7 +228,7 @@ impl Vars {
 #[derive(Default)]
 struct PriorState {
     done: HashMap<(Phase, String), StepStatus>,
-    reentered: HashSet<(Phase, String)>,
+    reentered: HashMap<(Phase, String), Option<StepProcesses>>,
     vars: Map<String, Value>,
     started: HashSet<String>,
     tally: Vec<(Phase, StepStatus)>,
@@ -250,7 +255,7 @@ impl PriorState {
                 }
                 None => {
                     state.done.remove(&key);
-                    state.reentered.insert(key);
+                    state.reentered.insert(key, step.processes.clone());
                 }
             }
             if let Some(attempt) = step.attempts.last() {
@@ -531,9 +536,13 @@ impl Executor {
                 });
                 return Ok(StepOutcome::Done(*status));
             }
-            let reentered = self.reentered.contains(&key);
+            let interrupted = self.reentered.get(&key);
+            let reentered = interrupted.is_some();
             let leaf = matches!(step.kind, StepKind::Rhai { .. } | StepKind::Shell { .. });
-            if reentered && leaf {
+            if let (Some(processes), true) = (interrupted, leaf) {
+                // Nothing the interrupted execution started may race its re-run, or still be
+                // at work once it is marked done.
+                self.kill_leftovers(step, processes.as_ref()).await;
                 if let Some(outcome) = self.decide_interrupted(step, advances)? {
                     return Ok(outcome);
                 }
@@ -604,6 +613,39 @@ impl Executor {
                 }
             }
         })
+    }
+
+    /// Kills whatever the interrupted execution of `step` left running (its keeper died with
+    /// the engine, or was killed too), found by the token and cgroup its start journaled.
+    async fn kill_leftovers(&self, step: &PlannedStep, processes: Option<&StepProcesses>) {
+        let Some(processes) = processes else {
+            // Journaled before processes were marked.
+            return;
+        };
+        let containment =
+            Containment::recorded(processes.token.clone(), processes.cgroup.as_deref());
+        let killed = tokio::task::spawn_blocking(move || containment.kill_leftovers())
+            .await
+            .unwrap_or(0);
+        if killed > 0 {
+            self.progress.message(&format!(
+                "killed {killed} process(es) that the interrupted step `{}` left running",
+                step.id
+            ));
+        }
+    }
+
+    /// What marks the processes `step` starts in this drive: one token (and cgroup) for all of
+    /// them — its `when`, its attempts, a script's `sh()` calls — made when first asked for.
+    fn containment(&self, step: &PlannedStep) -> Containment {
+        let mut marks = match self.containments.lock() {
+            Ok(marks) => marks,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        marks
+            .entry(step.id.clone())
+            .or_insert_with(|| Containment::new(&self.run_id, &step.id))
+            .clone()
     }
 
     /// Applies the decision about a script or command that was interrupted; None: run it again.

@@ -103,6 +103,16 @@ impl Executor {
                 .trim()
                 .to_string()
         });
+        // Journaled before anything runs: if the engine dies during the step, resume finds
+        // what is left of it by these.
+        let processes =
+            matches!(step.kind, StepKind::Rhai { .. } | StepKind::Shell { .. }).then(|| {
+                let marks = self.containment(step);
+                StepProcesses {
+                    token: marks.token,
+                    cgroup: marks.cgroup.map(|p| p.display().to_string()),
+                }
+            });
         self.record(Event::StepStarted {
             step: step.id.clone(),
             name: step.name.clone(),
@@ -110,6 +120,7 @@ impl Executor {
             phase,
             group: group.map(str::to_string),
             asks,
+            processes,
         })?;
         if let Ok(mut started) = self.started.lock() {
             started.insert(step.id.clone());

@@ -144,6 +144,16 @@ stored_words! {
     WaitingFor { Signoff => "signoff", Operator => "operator", Countersign => "countersign" }
 }
 
+/// What marks the processes of one execution of a step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepProcesses {
+    /// The value of `OPSBOOK_STEP_TOKEN` in the environment of each of them.
+    pub token: String,
+    /// The cgroup that holds them, where the host allowed one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<String>,
+}
+
 // Events are built one at a time and written at once; the size of the largest variant
 // (run_started) costs nothing worth a box.
 #[allow(clippy::large_enum_variant)]
@@ -204,6 +214,10 @@ pub enum Event {
         /// sign-off of it means.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         asks: Option<String>,
+        /// How to find every process a script or command step starts, should the engine die
+        /// while it runs: resume kills them before the step is run again or marked done.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        processes: Option<StepProcesses>,
     },
     AttemptFinished {
         step: String,

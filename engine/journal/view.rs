@@ -8,8 +8,8 @@ use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
 use crate::journal::event::{
-    AcceptanceDecision, AttemptStatus, Event, Phase, RunStatus, SignoffDecision, StepStatus,
-    TimeoutAction, WaitingFor,
+    AcceptanceDecision, AttemptStatus, Event, Phase, RunStatus, SignoffDecision, StepProcesses,
+    StepStatus, TimeoutAction, WaitingFor,
 };
 use crate::journal::{Journal, StoredEvent};
 
@@ -133,6 +133,11 @@ pub struct StepView {
     /// What a gate or manual step asked of a person (journaled since this was recorded).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub asks: Option<String>,
+    /// What marks the processes of a script or command step (journaled since this was
+    /// recorded), for killing the leftovers of an interrupted one. Not shown: it is the
+    /// engine's business.
+    #[serde(skip)]
+    pub processes: Option<StepProcesses>,
 }
 
 impl StepView {
@@ -162,6 +167,7 @@ impl StepView {
             expectation: None,
             timed_out: None,
             asks: None,
+            processes: None,
         }
     }
 }
@@ -333,11 +339,13 @@ impl RunView {
                 phase,
                 group,
                 asks,
+                processes,
             } => {
                 self.status = RunStatus::Running;
                 self.paused = None;
                 let mut view = StepView::new(step, name, kind, phase, group, at);
                 view.asks = asks;
+                view.processes = processes;
                 self.steps.push(view);
             }
             Event::StepSkipped {
@@ -755,6 +763,7 @@ mod tests {
             phase: Phase::Main,
             group: None,
             asks: None,
+            processes: None,
         }
     }
 

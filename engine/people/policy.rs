@@ -475,6 +475,7 @@ mod tests {
                 phase: Phase::Main,
                 group: None,
                 asks: None,
+                processes: None,
             },
         ];
         events.extend(more);

@@ -10,6 +10,7 @@ use rhai::{Dynamic, EvalAltResult, Map, Position};
 
 use crate::script::limits;
 use crate::sys::abort::AbortSignal;
+use crate::sys::containment::Containment;
 use crate::sys::shell::{self, CommandSpec, Environment};
 
 /// Why a script was stopped from outside (the token of `ErrorTerminated`).
@@ -22,6 +23,8 @@ pub struct ScriptContext {
     pub deadline: Instant,
     pub abort: AbortSignal,
     pub env: Environment,
+    /// What marks and holds the processes `sh()` starts: the step's.
+    pub containment: Containment,
     pub runtime: tokio::runtime::Handle,
     pub on_line: Arc<dyn Fn(&str) + Send + Sync>,
     pub log: Vec<String>,
@@ -36,6 +39,7 @@ impl ScriptContext {
         timeout: Duration,
         abort: AbortSignal,
         env: Environment,
+        containment: Containment,
         runtime: tokio::runtime::Handle,
         on_line: Arc<dyn Fn(&str) + Send + Sync>,
     ) -> Self {
@@ -43,6 +47,7 @@ impl ScriptContext {
             deadline: Instant::now() + timeout,
             abort,
             env,
+            containment,
             runtime,
             on_line,
             log: Vec::new(),
@@ -85,6 +90,7 @@ pub(crate) fn run_shell_from_script(command: &str) -> Result<Map, Box<EvalAltRes
                 command: command.to_string(),
                 env: ctx.env.clone(),
                 timeout: remaining,
+                containment: ctx.containment.clone(),
             },
             ctx.runtime.clone(),
             ctx.abort.clone(),

@@ -184,16 +184,23 @@ pub struct Process {
 }
 
 pub fn processes() -> Vec<Process> {
+    process_ids().into_iter().filter_map(process).collect()
+}
+
+/// The ids of the processes (not threads) in /proc.
+pub fn process_ids() -> Vec<i64> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
     dir.filter_map(Result::ok)
         .filter_map(|entry| entry.file_name().to_str()?.parse::<i64>().ok())
-        .filter_map(|pid| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            parse_stat(pid, &stat)
-        })
         .collect()
+}
+
+/// Process `pid`, while it exists.
+pub fn process(pid: i64) -> Option<Process> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_stat(pid, &stat)
 }
 
 /// `pid (comm) state ppid ...`; comm may hold spaces and parentheses, so it ends at the last `)`.

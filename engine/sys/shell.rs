@@ -1,9 +1,13 @@
-//! Running a command: `sh -c` in its own process group, environment passed in, stdout and
-//! stderr captured up to a cap, the latest line streamed out, and on timeout or abort the
-//! whole process group stopped (SIGTERM, then SIGKILL after a grace period).
+//! Running a command: `sh -c` under a keeper process (`keeper.rs`) that holds everything it
+//! starts, environment passed in, stdout and stderr captured up to a cap, the latest line
+//! streamed out; when the command ends, times out or is aborted, every process it started is
+//! stopped (SIGTERM, then SIGKILL after a grace period), and if the engine dies they are killed
+//! at once.
 
 use std::cell::RefCell;
 use std::io;
+use std::os::fd::OwnedFd;
+use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -11,12 +15,17 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
 
 use crate::sys::abort::AbortSignal;
+use crate::sys::containment::{Containment, TOKEN_VAR};
+use crate::sys::keeper::{self, Report};
 
 /// Bytes kept from the start and from the end of each stream.
 const HEAD_BYTES: usize = 16 * 1024;
 const TAIL_BYTES: usize = 48 * 1024;
 /// Between SIGTERM and SIGKILL.
 const KILL_GRACE: Duration = Duration::from_secs(2);
+/// How much longer than the grace period a keeper may take to stop a command before it is
+/// killed itself.
+const KEEPER_SLACK: Duration = Duration::from_secs(3);
 /// How long output is still read after the command exited (a background child that keeps
 /// the pipe open must not hold the step).
 const DRAIN_GRACE: Duration = Duration::from_millis(250);
@@ -25,6 +34,8 @@ pub struct CommandSpec {
     pub command: String,
     pub env: Environment,
     pub timeout: Duration,
+    /// What marks and holds the command's processes: its step's.
+    pub containment: Containment,
 }
 
 /// What a command's environment adds to the engine's, and what it leaves out (a secret's
@@ -83,39 +94,41 @@ impl CapturedText {
     }
 }
 
-/// Runs `sh -c spec.command` and waits for it, its timeout, or a hard abort.
+/// Runs `sh -c spec.command` under a keeper (see `keeper.rs`) and waits for it, its timeout, or
+/// a hard abort. When it returns, no process the command started is left.
 pub async fn run_command(
     spec: &CommandSpec,
     abort: &AbortSignal,
     on_line: impl Fn(&str),
 ) -> io::Result<CommandOutput> {
     let started = Instant::now();
-    let mut command = Command::new("/bin/sh");
+    // The keeper's standard input; ours stays close-on-exec, so only this process holds it
+    // and the keeper reads end of file the moment the engine is gone.
+    let (link, keepers_end) = std::os::unix::net::UnixStream::pair()?;
+    let mut command = Command::new(keeper::program());
     command
-        .arg("-c")
+        .arg0("opsbook")
+        .arg(keeper::SUBCOMMAND)
+        .arg(KILL_GRACE.as_millis().to_string())
+        .arg(spec.containment.cgroup.as_deref().unwrap_or(Path::new("")))
+        .args(["/bin/sh", "-c"])
         .arg(&spec.command)
         .envs(spec.env.set.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
+        .env(TOKEN_VAR, &spec.containment.token)
+        .stdin(Stdio::from(OwnedFd::from(keepers_end)))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
-    // SAFETY: the closure runs in the child between fork and exec and only calls prctl(2),
-    // which is async-signal-safe. If the engine dies (even by SIGKILL) the command's shell
-    // dies with it, so a resumed run does not race a half-orphaned copy of the step.
-    unsafe {
-        command.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
-    }
+        // Out of the engine's group: a Ctrl-C at the terminal is the engine's to handle.
+        .process_group(0);
     for name in &spec.env.remove {
         command.env_remove(name);
     }
-    let mut child = command.spawn()?;
-    let pid = child.id().map(|p| p as i32);
-    let stdout = child.stdout.take();
-    let stderr = child.stderr.take();
+    let mut keeper = command.spawn()?;
+    // The keeper's end of the socket must be held by the keeper alone.
+    drop(command);
+    let pid = keeper.id().map(|p| p as i32);
+    let stdout = keeper.stdout.take();
+    let stderr = keeper.stderr.take();
 
     let captured_out = RefCell::new(CapturedText::default());
     let captured_err = RefCell::new(CapturedText::default());
@@ -134,15 +147,15 @@ pub async fn run_command(
 
     let status = loop {
         tokio::select! {
-            status = child.wait() => break status?,
+            status = keeper.wait() => break status?,
             _ = &mut readers, if !readers_done => readers_done = true,
             _ = &mut deadline => {
                 output.timed_out = true;
-                break stop_group(&mut child, pid).await?;
+                break stop(&mut keeper, pid).await?;
             }
             _ = abort.hard_requested() => {
                 output.aborted = true;
-                break stop_group(&mut child, pid).await?;
+                break stop(&mut keeper, pid).await?;
             }
         }
     };
@@ -150,13 +163,35 @@ pub async fn run_command(
         let _ = tokio::time::timeout(DRAIN_GRACE, &mut readers).await;
     }
 
+    let report = read_report(link);
+    if report.is_none() {
+        // The keeper died before it could stop what the command started (killed by someone,
+        // or a crash): find it by its token and cgroup.
+        let containment = spec.containment.clone();
+        let _ = tokio::task::spawn_blocking(move || containment.kill_leftovers()).await;
+    }
     use std::os::unix::process::ExitStatusExt;
-    output.exit_code = status.code();
-    output.signal = status.signal();
+    match report {
+        Some(Report::Exit(code)) => output.exit_code = Some(code),
+        Some(Report::Signal(signal)) => output.signal = Some(signal),
+        Some(Report::Error(text)) => return Err(io::Error::other(text)),
+        // Killed with the command, it seems: say so; else neither code nor signal is known.
+        None => output.signal = status.signal(),
+    }
     output.stdout = captured_out.take();
     output.stderr = captured_err.take();
     output.duration = started.elapsed();
     Ok(output)
+}
+
+/// The keeper's report, from the engine's end of the socket once the keeper has exited.
+fn read_report(mut link: std::os::unix::net::UnixStream) -> Option<Report> {
+    use std::io::Read;
+    // The keeper has exited and nothing else holds its end: this cannot block for long.
+    link.set_nonblocking(true).ok()?;
+    let mut text = String::new();
+    let _ = link.read_to_string(&mut text);
+    Report::parse(&text)
 }
 
 async fn read_stream(
@@ -193,30 +228,24 @@ async fn read_stream(
     }
 }
 
-/// SIGTERM to the whole group, SIGKILL after the grace period, and reap the child.
-async fn stop_group(
-    child: &mut tokio::process::Child,
+/// Asks the keeper to stop the command (SIGTERM: it stops everything the command started,
+/// SIGKILL after the grace period) and waits for it; kills the keeper itself only if it does
+/// not finish in time, and then its leftovers are looked for by token and cgroup.
+async fn stop(
+    keeper: &mut tokio::process::Child,
     pid: Option<i32>,
 ) -> io::Result<std::process::ExitStatus> {
     if let Some(pid) = pid {
-        signal_group(pid, libc::SIGTERM);
-        if let Ok(status) = tokio::time::timeout(KILL_GRACE, child.wait()).await {
-            // The leader is gone; make sure nothing it started lives on in its group.
-            signal_group(pid, libc::SIGKILL);
+        // SAFETY: kill(2) to our own child, not yet reaped (so its pid is still its own).
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
+        if let Ok(status) = tokio::time::timeout(KILL_GRACE + KEEPER_SLACK, keeper.wait()).await {
             return status;
         }
-        signal_group(pid, libc::SIGKILL);
     }
-    child.start_kill().ok();
-    child.wait().await
-}
-
-fn signal_group(pgid: i32, signal: i32) {
-    // SAFETY: kill(2) with a negative pid signals the process group we created for the
-    // command (process_group(0) makes its pid the group id); it touches no memory.
-    unsafe {
-        libc::kill(-pgid, signal);
-    }
+    keeper.start_kill().ok();
+    keeper.wait().await
 }
 
 #[cfg(test)]
@@ -231,6 +260,7 @@ mod tests {
                 remove: Vec::new(),
             },
             timeout,
+            containment: Containment::new("unit", "test"),
         }
     }
 

@@ -58,6 +58,8 @@ fn run(runtime: &tokio::runtime::Runtime, path: &Path, db: &Path) {
 }
 
 fn steps(c: &mut Criterion) {
+    // This binary has no keeper subcommand: commands run under the built `opsbook`.
+    opsbook::embed::use_keeper_binary(env!("CARGO_BIN_EXE_opsbook").into());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -154,6 +156,7 @@ fn synthetic_journal(path: &Path, steps: usize) {
             phase: Phase::Main,
             group: None,
             asks: None,
+            processes: None,
         });
         batch.push(Event::AttemptFinished {
             step: step.clone(),
