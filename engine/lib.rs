@@ -33,7 +33,8 @@ pub mod embed {
     pub use crate::runbook::params::Params;
     pub use crate::script::build_engine;
     pub use crate::sys::abort::AbortSignal;
-    /// Commands run under a keeper started from the `opsbook` binary (`/proc/self/exe` by
-    /// default): a program that embeds the engine names that binary before its first run.
+    /// Commands run under keepers forked by a process started from the `opsbook` binary
+    /// (`/proc/self/exe` by default): a program that embeds the engine names that binary
+    /// before its first run.
     pub use crate::sys::keeper::use_program as use_keeper_binary;
 }

@@ -464,6 +464,45 @@ steps:
     );
 }
 
+#[test]
+fn a_killed_keepers_parent_neither_stops_the_running_command_nor_the_next() {
+    let ws = Workspace::new();
+    ws.runbook(
+        "two",
+        r#"runbook: two
+title: Two commands
+steps:
+  - id: first
+    shell: |
+      touch started
+      while [ ! -e go ]; do sleep 0.02; done
+      echo first done
+  - id: second
+    shell: echo second done
+"#,
+    );
+    let mut engine = Engine::start(ws.cmd(["run", "two", "--non-interactive", "--no-progress"]));
+    wait_for_file(&ws, "started");
+    let parents: Vec<i32> = pids()
+        .into_iter()
+        .filter(|&p| stat(p).is_some_and(|s| s.ppid == engine.pid()))
+        .filter(|&p| cmdline(p).contains("__keepers"))
+        .collect();
+    assert_eq!(parents.len(), 1, "{parents:?}");
+    send(parents[0], libc::SIGKILL);
+    ws.file("go", "");
+    assert_eq!(engine.wait(), Some(0), "{:#?}", engine.seen);
+    let run = engine.run_id();
+    let ends: Vec<Value> = events(&ws, &run)
+        .into_iter()
+        .filter(|(kind, ..)| kind == "attempt_finished")
+        .map(|(_, _, body, _)| body)
+        .collect();
+    assert_eq!(ends.len(), 2);
+    assert_eq!(ends[0]["outputs"]["stdout"], "first done");
+    assert_eq!(ends[1]["outputs"]["stdout"], "second done");
+}
+
 // ----- 3. resume after the keeper was killed too ---------------------------------------------
 
 /// Runs a step that starts a `setsid` heartbeat, then kills the engine's whole process tree

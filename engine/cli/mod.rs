@@ -19,7 +19,7 @@ use crate::runbook::library;
 use crate::runbook::params::{parse_assignment, Params};
 use crate::runbook::plan::Plan;
 use crate::sys::abort::AbortSignal;
-use crate::sys::keeper;
+use crate::sys::keepers;
 use crate::term::console::TerminalConsole;
 use crate::term::{progress, prompt};
 
@@ -209,11 +209,14 @@ struct RunArgs {
 
 /// Parses the command line, runs the command, and returns the exit code.
 pub fn main() -> i32 {
-    // The engine runs each command under a keeper started from this binary (see
-    // sys/keeper.rs); that subcommand is not for people, so `--help` does not list it.
-    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    if args.get(1).is_some_and(|a| a == keeper::SUBCOMMAND) {
-        return keeper::main(&args[2..]);
+    // The engine runs each command under a keeper forked by a process started from this
+    // binary (see sys/keepers.rs); that subcommand is not for people, so `--help` does not
+    // list it.
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == keepers::SUBCOMMAND)
+    {
+        return keepers::main();
     }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -391,9 +394,12 @@ fn drive(
         let abort = AbortSignal::default();
         abort.listen_for_signals();
         exec::run(request, journal, display.clone(), abort).await
-    })?;
+    });
     // Rhai or shell work that ignored its stop request must not hold the process open.
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    // No command is left to run: the keepers' parent ends, after its keepers.
+    keepers::stop();
+    let result = result?;
     for line in next_steps(&result) {
         display.message(&line);
     }

@@ -1,26 +1,24 @@
 //! The keeper: the small process every command runs under, so that no process a step starts
-//! outlives it. The engine starts it from its own binary as
-//! `opsbook __keep-step GRACE_MS CGROUP PROGRAM [ARG]...` (a subcommand `--help` does not list),
-//! and the keeper
+//! outlives it. The keepers' parent (`keepers.rs`) forks one per command, and the keeper
+//! - reads the engine's request on its standard input, one end of a socket pair whose other end
+//!   only the engine holds (close-on-exec everywhere else);
 //! - makes itself a child subreaper: every descendant orphaned on the way (a background job, a
 //!   double fork, a `setsid` daemon) is re-parented to it, so the keeper's descendants are
 //!   exactly the processes the command started;
-//! - starts the program (`/bin/sh -c COMMAND`) in a process group of its own and, where the
-//!   engine gave one, in the step's cgroup;
-//! - watches its standard input, one end of a socket pair whose other end only the engine holds
-//!   (close-on-exec everywhere else): end of file there means the engine is gone, however it
-//!   died, since the kernel closes a dead process's descriptors;
-//! - when the program exits, or the engine asks it to stop (SIGTERM, on a timeout or a hard
-//!   abort), stops every remaining descendant: SIGTERM to the program's group, its descendants
-//!   and its cgroup, then SIGKILL to whatever is left after the grace period, reaping them all;
-//!   when the engine is gone, SIGKILL at once;
+//! - starts the program (`/bin/sh -c COMMAND`) in a process group of its own, with the step's
+//!   token in its environment and, where the engine gave one, in the step's cgroup;
+//! - watches the socket: end of file there means the engine is gone, however it died, since
+//!   the kernel closes a dead process's descriptors; anything written there is a request to
+//!   stop the command (a timeout, a hard abort), as is SIGTERM;
+//! - when the program exits or a stop is asked for, stops every remaining descendant: SIGTERM
+//!   to the program's group, its descendants and its cgroup, then SIGKILL to whatever is left
+//!   after the grace period, reaping them all; when the engine is gone, SIGKILL at once;
 //! - and writes back on the socket how the program ended (`exit N`, `signal N`, or `error TEXT`
 //!   when it could not start), so the engine reads the same status as if it had run it itself.
 //!
 //! The keeper does not rely on PR_SET_PDEATHSIG: that fires when the *thread* that forked it
 //! ends, not the engine process.
 
-use std::ffi::OsString;
 use std::io::{self, Read, Write};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -30,16 +28,31 @@ use std::process::Stdio;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use crate::sys::containment::{self, cgroup};
+use serde::{Deserialize, Serialize};
 
-/// The hidden subcommand that runs a keeper.
-pub const SUBCOMMAND: &str = "__keep-step";
+use crate::sys::containment::{self, cgroup, TOKEN_VAR};
 
 /// How long the keeper keeps killing a descendant that will not die (stuck in the kernel)
 /// before it reports anyway.
 const KILL_PATIENCE: Duration = Duration::from_secs(10);
 /// How often the keeper looks again for what is left, while it kills.
 const LOOK_AGAIN: Duration = Duration::from_millis(10);
+
+/// What the engine asks of a keeper, as one line of JSON on the socket.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Request {
+    pub program: String,
+    pub args: Vec<String>,
+    /// What the command's environment adds to the engine's, and what it leaves out.
+    pub set: Vec<(String, String)>,
+    pub remove: Vec<String>,
+    /// Marks every process of the command (`OPSBOOK_STEP_TOKEN`).
+    pub token: String,
+    /// The step's cgroup, to be created and joined, where the host allows one.
+    pub cgroup: Option<PathBuf>,
+    /// Between SIGTERM and SIGKILL.
+    pub grace_ms: u64,
+}
 
 /// How the program ended, as the keeper reports it to the engine.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,14 +85,14 @@ impl Report {
 
 static PROGRAM: OnceLock<PathBuf> = OnceLock::new();
 
-/// The binary keepers are started from: this one, unless an embedder named another
-/// ([`use_program`]) because its own binary has no keeper subcommand.
+/// The binary the keepers' parent is started from: this one, unless an embedder named another
+/// ([`use_program`]) because its own binary has no keepers subcommand.
 pub fn program() -> &'static Path {
     PROGRAM.get_or_init(default_program)
 }
 
-/// Starts keepers from `path`, an `opsbook` binary, instead of this process's own binary. Only
-/// the first call counts, and only before the first command runs.
+/// Starts the keepers' parent from `path`, an `opsbook` binary, instead of this process's own
+/// binary. Only the first call counts, and only before the first command runs.
 pub fn use_program(path: PathBuf) {
     let _ = PROGRAM.set(path);
 }
@@ -108,26 +121,72 @@ fn default_program() -> PathBuf {
     program
 }
 
-/// The keeper's `main`: `args` are those after the subcommand. Returns the exit code: the
-/// program's own, 128 + the signal that ended it, or 127 when it could not start.
-pub fn main(args: &[OsString]) -> i32 {
-    let report = match Keeper::start(args) {
-        Ok(keeper) => match keeper.run() {
-            Some(report) => report,
-            // The engine is gone: nobody to tell.
-            None => return 128 + libc::SIGKILL,
-        },
-        Err(e) => Report::Error(e.to_string()),
-    };
-    // Standard input is the engine's socket.
-    // SAFETY: fd 0 stays open for the life of the process; ManuallyDrop keeps it open.
-    let mut engine = std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(0) });
-    let _ = engine.write_all(report.line().as_bytes());
+/// The keeper, in a process the keepers' parent just forked: `link` is its end of the socket to
+/// the engine, `stdout` and `stderr` the command's. Returns the exit code: the program's own,
+/// 128 + the signal that ended it, or 127 when it could not start.
+pub fn main(link: OwnedFd, stdout: OwnedFd, stderr: OwnedFd) -> i32 {
+    for (fd, target) in [(&link, 0), (&stdout, 1), (&stderr, 2)] {
+        // SAFETY: dup2(2) onto the standard descriptors of this (single-threaded) process.
+        unsafe { libc::dup2(fd.as_raw_fd(), target) };
+    }
+    drop((link, stdout, stderr));
+    // SAFETY: setpgid(2), signal(2) and prctl(2) with constants: out of the parent's group (a
+    // signal to it is not for the command), children reported again (the parent ignores them),
+    // and a name for `ps`.
+    unsafe {
+        libc::setpgid(0, 0);
+        libc::signal(libc::SIGCHLD, libc::SIG_DFL);
+        libc::prctl(libc::PR_SET_NAME, c"opsbook-keeper".as_ptr());
+    }
+    let (report, cgroup) =
+        match read_request().and_then(|(request, stop)| Keeper::start(request, stop)) {
+            Ok(keeper) => keeper.run(),
+            Err(e) => (Report::Error(e.to_string()), None),
+        };
+    // If the engine is gone, nobody reads this.
+    let _ = engine().write_all(report.line().as_bytes());
+    // Every process of the command is gone: the engine goes on once the link and the output
+    // pipes close, while the keeper removes the empty cgroup.
+    if let Ok(null) = std::fs::File::open("/dev/null") {
+        for fd in 0..=2 {
+            // SAFETY: dup2(2) over the standard descriptors, which nothing else here uses now.
+            unsafe { libc::dup2(null.as_raw_fd(), fd) };
+        }
+    }
+    if let Some(path) = cgroup {
+        cgroup::remove(&path);
+    }
     match report {
         Report::Exit(code) => code,
         Report::Signal(signal) => 128 + signal,
         Report::Error(_) => 127,
     }
+}
+
+/// The socket to the engine: standard input, kept open for the life of the process.
+fn engine() -> std::mem::ManuallyDrop<std::fs::File> {
+    // SAFETY: fd 0 is open for the life of the process; ManuallyDrop never closes it.
+    std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(0) })
+}
+
+/// The request, and whether a stop came right behind it.
+fn read_request() -> io::Result<(Request, bool)> {
+    let mut text = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let end = loop {
+        if let Some(end) = text.iter().position(|b| *b == b'\n') {
+            break end;
+        }
+        match engine().read(&mut chunk) {
+            Ok(0) => return Err(io::Error::other("the engine went away before its request")),
+            Ok(n) => text.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    };
+    let request = serde_json::from_slice(&text[..end])
+        .map_err(|e| io::Error::other(format!("a request the keeper cannot read: {e}")))?;
+    Ok((request, text.len() > end + 1))
 }
 
 /// What woke the keeper up.
@@ -148,28 +207,20 @@ struct Keeper {
     status: Option<Report>,
     signals: OwnedFd,
     me: i32,
+    /// A stop was asked for before the program started.
+    stop: bool,
 }
 
 impl Keeper {
-    fn start(args: &[OsString]) -> io::Result<Self> {
-        let [grace_ms, cgroup_path, program, program_args @ ..] = args else {
-            return Err(io::Error::other(format!(
-                "usage: opsbook {SUBCOMMAND} GRACE_MS CGROUP PROGRAM [ARG]..."
-            )));
-        };
-        let grace = grace_ms
-            .to_str()
-            .and_then(|ms| ms.parse().ok())
-            .map(Duration::from_millis)
-            .ok_or_else(|| io::Error::other("GRACE_MS is not a number"))?;
+    fn start(request: Request, stop: bool) -> io::Result<Self> {
         // SAFETY: prctl(2) with integer arguments.
         if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
             return Err(io::Error::last_os_error());
         }
         let (signals, mask) = signal_fd()?;
-        let mut cgroup = (!cgroup_path.is_empty()).then(|| PathBuf::from(cgroup_path));
+        let mut cgroup = request.cgroup.clone();
         let joined = match cgroup.as_deref().map(cgroup::create) {
-            Some(Ok(procs)) => spawn(program, program_args, mask, Some(&procs)).ok(),
+            Some(Ok(procs)) => spawn(&request, mask, Some(&procs)).ok(),
             _ => None,
         };
         let child = match joined {
@@ -180,27 +231,33 @@ impl Keeper {
                 if let Some(path) = cgroup.take() {
                     cgroup::remove(&path);
                 }
-                spawn(program, program_args, mask, None)?
+                spawn(&request, mask, None)?
             }
         };
         Ok(Self {
-            grace,
+            grace: Duration::from_millis(request.grace_ms),
             cgroup,
             program: child.id() as i32,
             status: None,
             signals,
             me: std::process::id() as i32,
+            stop,
         })
     }
 
-    /// Runs until the program and everything it started are gone; the report, or None when
-    /// the engine is gone.
-    fn run(mut self) -> Option<Report> {
+    /// Runs until the program and everything it started are gone; how the program ended, and
+    /// the cgroup to remove.
+    fn run(mut self) -> (Report, Option<PathBuf>) {
         loop {
-            match self.wait(true, None) {
+            let wake = if self.stop {
+                Wake::Stop
+            } else {
+                self.wait(true, None)
+            };
+            match wake {
                 Wake::EngineGone => {
                     self.kill_all();
-                    return None;
+                    return self.finish();
                 }
                 Wake::Stop => {
                     self.signal_all(libc::SIGTERM);
@@ -231,21 +288,25 @@ impl Keeper {
             }
             if self.wait(true, Some(left)) == Wake::EngineGone {
                 self.kill_all();
-                return None;
+                break;
             }
         }
-        if let Some(path) = &self.cgroup {
-            cgroup::remove(path);
-        }
-        Some(self.status.unwrap_or(Report::Signal(libc::SIGKILL)))
+        self.finish()
     }
 
-    /// Waits for a signal or, when `engine` is set, the engine's socket; at most `timeout`.
-    fn wait(&self, engine: bool, timeout: Option<Duration>) -> Wake {
+    /// How the program ended, and the cgroup to remove.
+    fn finish(self) -> (Report, Option<PathBuf>) {
+        let report = self.status.unwrap_or(Report::Signal(libc::SIGKILL));
+        (report, self.cgroup)
+    }
+
+    /// Waits for a signal or, when `watch_engine` is set, the engine's socket; at most
+    /// `timeout`.
+    fn wait(&self, watch_engine: bool, timeout: Option<Duration>) -> Wake {
         let mut fds = [
             libc::pollfd {
                 // poll(2) skips a negative descriptor.
-                fd: if engine { 0 } else { -1 },
+                fd: if watch_engine { 0 } else { -1 },
                 events: libc::POLLIN | libc::POLLRDHUP,
                 revents: 0,
             },
@@ -261,10 +322,15 @@ impl Keeper {
         if n <= 0 {
             return Wake::Timeout;
         }
-        if fds[0].revents != 0 && engine_gone() {
-            return Wake::EngineGone;
-        }
         let mut wake = Wake::Timeout;
+        if fds[0].revents != 0 {
+            let mut bytes = [0u8; 64];
+            match engine().read(&mut bytes) {
+                Ok(n) if n > 0 => wake = Wake::Stop,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                _ => return Wake::EngineGone,
+            }
+        }
         if fds[1].revents != 0 {
             for signal in self.drain_signals() {
                 wake = match signal as i32 {
@@ -403,17 +469,24 @@ impl Keeper {
     }
 }
 
-/// Starts `program` with `args` in a process group of its own, standard input from /dev/null,
-/// the signal mask the keeper started with (std passes the current one on), and into a cgroup
-/// by writing to its `procs` file, if given.
+/// Starts the requested program in a process group of its own, standard input from
+/// /dev/null, with its environment and the token, the signal mask the keeper started with (std
+/// passes the current one on), and into a cgroup by writing to its `procs` file, if given.
 fn spawn(
-    program: &OsString,
-    args: &[OsString],
+    request: &Request,
     mask: libc::sigset_t,
     procs: Option<&std::fs::File>,
 ) -> io::Result<std::process::Child> {
-    let mut command = std::process::Command::new(program);
-    command.args(args).stdin(Stdio::null()).process_group(0);
+    let mut command = std::process::Command::new(&request.program);
+    command
+        .args(&request.args)
+        .envs(request.set.iter().map(|(k, v)| (k, v)))
+        .env(TOKEN_VAR, &request.token)
+        .stdin(Stdio::null())
+        .process_group(0);
+    for name in &request.remove {
+        command.env_remove(name);
+    }
     let procs = procs.map(|f| f.as_raw_fd());
     // SAFETY: runs in the child between fork and exec and only calls sigprocmask(2) on a copy
     // of a set made before the fork, and write(2) on a descriptor opened before it (it outlives
@@ -432,14 +505,6 @@ fn spawn(
         });
     }
     command.spawn()
-}
-
-/// Whether the engine's end of the socket is closed (read gives end of file or an error).
-fn engine_gone() -> bool {
-    let mut byte = [0u8; 64];
-    // SAFETY: fd 0 is the socket; ManuallyDrop keeps it open.
-    let mut engine = std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(0) });
-    !matches!(engine.read(&mut byte), Ok(n) if n > 0)
 }
 
 /// A descriptor that reads SIGCHLD, SIGTERM, SIGINT and SIGHUP, which are blocked from now on,

@@ -6,26 +6,29 @@
 
 use std::cell::RefCell;
 use std::io;
-use std::os::fd::OwnedFd;
-use std::path::Path;
-use std::process::Stdio;
+use std::pin::Pin;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::process::Command;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::unix::{pipe, OwnedWriteHalf};
+use tokio::net::UnixStream;
+use tokio::time::Sleep;
 
 use crate::sys::abort::AbortSignal;
-use crate::sys::containment::{Containment, TOKEN_VAR};
-use crate::sys::keeper::{self, Report};
+use crate::sys::containment::Containment;
+use crate::sys::keeper::{Report, Request};
+use crate::sys::keepers;
 
 /// Bytes kept from the start and from the end of each stream.
 const HEAD_BYTES: usize = 16 * 1024;
 const TAIL_BYTES: usize = 48 * 1024;
 /// Between SIGTERM and SIGKILL.
 const KILL_GRACE: Duration = Duration::from_secs(2);
-/// How much longer than the grace period a keeper may take to stop a command before it is
-/// killed itself.
+/// How much longer than the grace period a keeper may take to stop a command before its link
+/// is closed (then it kills everything at once), and then before it is given up on.
 const KEEPER_SLACK: Duration = Duration::from_secs(3);
+/// A deadline that does not come.
+const NEVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 /// How long output is still read after the command exited (a background child that keeps
 /// the pipe open must not hold the step).
 const DRAIN_GRACE: Duration = Duration::from_millis(250);
@@ -102,81 +105,88 @@ pub async fn run_command(
     on_line: impl Fn(&str),
 ) -> io::Result<CommandOutput> {
     let started = Instant::now();
-    // The keeper's standard input; ours stays close-on-exec, so only this process holds it
-    // and the keeper reads end of file the moment the engine is gone.
-    let (link, keepers_end) = std::os::unix::net::UnixStream::pair()?;
-    let mut command = Command::new(keeper::program());
-    command
-        .arg0("opsbook")
-        .arg(keeper::SUBCOMMAND)
-        .arg(KILL_GRACE.as_millis().to_string())
-        .arg(spec.containment.cgroup.as_deref().unwrap_or(Path::new("")))
-        .args(["/bin/sh", "-c"])
-        .arg(&spec.command)
-        .envs(spec.env.set.iter().map(|(k, v)| (k, v)))
-        .env(TOKEN_VAR, &spec.containment.token)
-        .stdin(Stdio::from(OwnedFd::from(keepers_end)))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        // Out of the engine's group: a Ctrl-C at the terminal is the engine's to handle.
-        .process_group(0);
-    for name in &spec.env.remove {
-        command.env_remove(name);
-    }
-    let mut keeper = command.spawn()?;
-    // The keeper's end of the socket must be held by the keeper alone.
-    drop(command);
-    let pid = keeper.id().map(|p| p as i32);
-    let stdout = keeper.stdout.take();
-    let stderr = keeper.stderr.take();
+    let launched = keepers::launch()?;
+    let request = Request {
+        program: "/bin/sh".into(),
+        args: vec!["-c".into(), spec.command.clone()],
+        set: spec.env.set.clone(),
+        remove: spec.env.remove.clone(),
+        token: spec.containment.token.clone(),
+        cgroup: spec.containment.cgroup.clone(),
+        grace_ms: KILL_GRACE.as_millis() as u64,
+    };
+    let mut line = serde_json::to_vec(&request).map_err(io::Error::other)?;
+    line.push(b'\n');
+    let link = std::os::unix::net::UnixStream::from(launched.link);
+    link.set_nonblocking(true)?;
+    let (mut from_keeper, mut to_keeper) = UnixStream::from_std(link)?.into_split();
+    to_keeper.write_all(&line).await?;
+    let stdout = pipe::Receiver::from_owned_fd(launched.stdout)?;
+    let stderr = pipe::Receiver::from_owned_fd(launched.stderr)?;
 
     let captured_out = RefCell::new(CapturedText::default());
     let captured_err = RefCell::new(CapturedText::default());
     let readers = async {
         tokio::join!(
-            read_stream(stdout, &captured_out, &on_line),
-            read_stream(stderr, &captured_err, &on_line)
+            read_stream(Some(stdout), &captured_out, &on_line),
+            read_stream(Some(stderr), &captured_err, &on_line)
         )
     };
     tokio::pin!(readers);
+    // The keeper writes its report and closes the link when it exits.
+    let mut report = Vec::new();
+    let keeper_done = from_keeper.read_to_end(&mut report);
+    tokio::pin!(keeper_done);
 
     let mut output = CommandOutput::default();
     let mut readers_done = false;
     let deadline = tokio::time::sleep(spec.timeout);
     tokio::pin!(deadline);
-
-    let status = loop {
+    // Once a stop is asked for: how long the keeper has to finish.
+    let patience = tokio::time::sleep(NEVER);
+    tokio::pin!(patience);
+    let mut stop = Stop::NotAsked;
+    loop {
         tokio::select! {
-            status = keeper.wait() => break status?,
+            _ = &mut keeper_done => break,
             _ = &mut readers, if !readers_done => readers_done = true,
-            _ = &mut deadline => {
+            _ = &mut deadline, if stop == Stop::NotAsked => {
                 output.timed_out = true;
-                break stop(&mut keeper, pid).await?;
+                stop = ask_to_stop(&mut to_keeper, patience.as_mut()).await;
             }
-            _ = abort.hard_requested() => {
+            _ = abort.hard_requested(), if stop == Stop::NotAsked => {
                 output.aborted = true;
-                break stop(&mut keeper, pid).await?;
+                stop = ask_to_stop(&mut to_keeper, patience.as_mut()).await;
+            }
+            _ = &mut patience, if stop != Stop::NotAsked => {
+                if stop == Stop::Forced {
+                    // Given up on the keeper: what it leaves is looked for below.
+                    break;
+                }
+                // End of file: the keeper kills everything at once, as if the engine had died.
+                stop = Stop::Forced;
+                let _ = to_keeper.shutdown().await;
+                patience.as_mut().reset(tokio::time::Instant::now() + KEEPER_SLACK);
             }
         }
-    };
+    }
     if !readers_done {
         let _ = tokio::time::timeout(DRAIN_GRACE, &mut readers).await;
     }
 
-    let report = read_report(link);
+    let report = Report::parse(&String::from_utf8_lossy(&report));
     if report.is_none() {
         // The keeper died before it could stop what the command started (killed by someone,
-        // or a crash): find it by its token and cgroup.
+        // or a crash): find that by its token and cgroup.
         let containment = spec.containment.clone();
         let _ = tokio::task::spawn_blocking(move || containment.kill_leftovers()).await;
     }
-    use std::os::unix::process::ExitStatusExt;
     match report {
         Some(Report::Exit(code)) => output.exit_code = Some(code),
         Some(Report::Signal(signal)) => output.signal = Some(signal),
         Some(Report::Error(text)) => return Err(io::Error::other(text)),
-        // Killed with the command, it seems: say so; else neither code nor signal is known.
-        None => output.signal = status.signal(),
+        // Neither code nor signal is known.
+        None => {}
     }
     output.stdout = captured_out.take();
     output.stderr = captured_err.take();
@@ -184,14 +194,22 @@ pub async fn run_command(
     Ok(output)
 }
 
-/// The keeper's report, from the engine's end of the socket once the keeper has exited.
-fn read_report(mut link: std::os::unix::net::UnixStream) -> Option<Report> {
-    use std::io::Read;
-    // The keeper has exited and nothing else holds its end: this cannot block for long.
-    link.set_nonblocking(true).ok()?;
-    let mut text = String::new();
-    let _ = link.read_to_string(&mut text);
-    Report::parse(&text)
+/// Any byte asks the keeper to stop the command: SIGTERM, then SIGKILL after the grace period,
+/// to everything it started. It has that long, and some slack, to finish.
+async fn ask_to_stop(to_keeper: &mut OwnedWriteHalf, patience: Pin<&mut Sleep>) -> Stop {
+    let _ = to_keeper.write_all(b"stop\n").await;
+    patience.reset(tokio::time::Instant::now() + KILL_GRACE + KEEPER_SLACK);
+    Stop::Asked
+}
+
+/// Where a request to stop the command stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    NotAsked,
+    /// Asked of the keeper; it has the grace period and some slack to finish.
+    Asked,
+    /// It did not finish in time: its link is closed, and it has the slack once more.
+    Forced,
 }
 
 async fn read_stream(
@@ -226,26 +244,6 @@ async fn read_stream(
     if !partial.is_empty() {
         on_line(String::from_utf8_lossy(&partial).trim_end_matches('\r'));
     }
-}
-
-/// Asks the keeper to stop the command (SIGTERM: it stops everything the command started,
-/// SIGKILL after the grace period) and waits for it; kills the keeper itself only if it does
-/// not finish in time, and then its leftovers are looked for by token and cgroup.
-async fn stop(
-    keeper: &mut tokio::process::Child,
-    pid: Option<i32>,
-) -> io::Result<std::process::ExitStatus> {
-    if let Some(pid) = pid {
-        // SAFETY: kill(2) to our own child, not yet reaped (so its pid is still its own).
-        unsafe {
-            libc::kill(pid, libc::SIGTERM);
-        }
-        if let Ok(status) = tokio::time::timeout(KILL_GRACE + KEEPER_SLACK, keeper.wait()).await {
-            return status;
-        }
-    }
-    keeper.start_kill().ok();
-    keeper.wait().await
 }
 
 #[cfg(test)]
