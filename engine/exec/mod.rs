@@ -615,11 +615,11 @@ impl Executor {
         })
     }
 
-    /// Kills whatever the interrupted execution of `step` left running (its keeper died with
-    /// the engine, or was killed too), found by the token and cgroup its start journaled.
+    /// Kills whatever the interrupted execution of `step` left running (its keeper was killed
+    /// too, so nothing else stopped it), found by the token and cgroup its start journaled.
     async fn kill_leftovers(&self, step: &PlannedStep, processes: Option<&StepProcesses>) {
         let Some(processes) = processes else {
-            // Journaled before processes were marked.
+            // Journaled before steps' processes were marked: nothing to look for.
             return;
         };
         let containment =
