@@ -102,6 +102,7 @@ enum Command {
     },
     /// The runbook library
     List {
+        /// The library as JSON
         #[arg(long)]
         json: bool,
     },
@@ -129,6 +130,7 @@ enum Command {
     Show {
         /// A run id, or a unique prefix of one
         run: String,
+        /// The run as JSON (the run view, step by step)
         #[arg(long)]
         json: bool,
     },
@@ -165,6 +167,7 @@ enum Command {
     Training {
         /// A trainee [default: everyone]
         name: Option<String>,
+        /// The record as JSON
         #[arg(long)]
         json: bool,
     },

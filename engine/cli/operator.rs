@@ -32,6 +32,7 @@ pub enum OperatorCommand {
     },
     /// The registered operators
     List {
+        /// The operators as JSON
         #[arg(long)]
         json: bool,
     },

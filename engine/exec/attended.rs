@@ -226,14 +226,7 @@ impl Executor {
                 }
                 continue;
             }
-            let evidence = policy::evidence(&policy, &view);
-            let binding = policy::binding(
-                &self.run_id,
-                &step.id,
-                view.bound_hash(),
-                &view.params,
-                &evidence,
-            );
+            let binding = self.binding(step, &view, &policy::evidence(&policy, &view));
             let waiting_for = if self.supervision.is_some() {
                 WaitingFor::Countersign
             } else if policy.manual {
@@ -441,13 +434,7 @@ impl Executor {
             self.remember_comment(&step.id, answer.comment.as_deref());
             return Ok(ConsoleAnswer::Again);
         }
-        let binding = policy::binding(
-            &self.run_id,
-            &step.id,
-            view.bound_hash(),
-            &view.params,
-            &evidence,
-        );
+        let binding = self.binding(step, view, &evidence);
         self.record(signoff_event(
             &step.id,
             &signer,
@@ -457,6 +444,17 @@ impl Executor {
             binding,
         ))?;
         Ok(ConsoleAnswer::Again)
+    }
+
+    /// The binding of a sign-off of `step` with `evidence`, as the run stands now.
+    fn binding(&self, step: &PlannedStep, view: &RunView, evidence: &Map<String, Value>) -> String {
+        policy::binding(
+            &self.run_id,
+            &step.id,
+            view.bound_hash(),
+            &view.params,
+            evidence,
+        )
     }
 
     /// Keeps the comment of a refused answer, to offer it again in the next round.

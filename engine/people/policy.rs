@@ -242,9 +242,17 @@ pub fn check_signer(
             || signer.name == run.owner
             || policy.runner_people.contains(&signer.person);
         if is_runner {
+            // Name the part the signer plays: who started it, who holds it, who drives it.
+            let part = if signer.person == run.person {
+                format!("started this run (as {})", run.operator)
+            } else if signer.name == run.owner {
+                "holds this run now (it was handed over to them)".to_string()
+            } else {
+                "drives this run".to_string()
+            };
             return Err(format!(
-                "four eyes: {} runs this run (as {}), so someone else must sign",
-                signer.person, run.operator
+                "four eyes: {} {part}, so someone else must sign",
+                signer.person
             ));
         }
     }
@@ -611,7 +619,7 @@ mod tests {
                 policy: |p| p.four_eyes = true,
                 signer: ("alice", "alice", Some(Role::Supervisor)),
                 expected: Err(
-                    "four eyes: alice runs this run (as alice), so someone else must sign",
+                    "four eyes: alice started this run (as alice), so someone else must sign",
                 ),
                 ..BASE
             },
@@ -620,7 +628,7 @@ mod tests {
                 policy: |p| p.four_eyes = true,
                 signer: ("al", "alice", Some(Role::Supervisor)),
                 expected: Err(
-                    "four eyes: alice runs this run (as alice), so someone else must sign",
+                    "four eyes: alice started this run (as alice), so someone else must sign",
                 ),
                 ..BASE
             },
@@ -629,7 +637,9 @@ mod tests {
                 policy: |p| p.four_eyes = true,
                 run: BY_ALICE_AS_AL,
                 signer: ("alice", "alice", Some(Role::Supervisor)),
-                expected: Err("four eyes: alice runs this run (as al), so someone else must sign"),
+                expected: Err(
+                    "four eyes: alice started this run (as al), so someone else must sign",
+                ),
                 ..BASE
             },
             SignerCase {
@@ -670,11 +680,10 @@ mod tests {
             None,
             true,
         );
-        assert!(
-            refused
-                .as_ref()
-                .is_err_and(|m| m.starts_with("four eyes: dave ")),
-            "handed over to dave: {refused:?}"
+        assert_eq!(
+            refused,
+            Err("four eyes: dave holds this run now (it was handed over to them), so someone else must sign".into()),
+            "handed over to dave"
         );
 
         let plain = run_at_gate(BY_ALICE, Vec::new());
@@ -685,11 +694,10 @@ mod tests {
         );
         policy.runner_people = vec!["dave".into()];
         let refused = check_signer(&policy, &dave, &plain, step, None, true);
-        assert!(
-            refused
-                .as_ref()
-                .is_err_and(|m| m.starts_with("four eyes: dave ")),
-            "dave among the runner people: {refused:?}"
+        assert_eq!(
+            refused,
+            Err("four eyes: dave drives this run, so someone else must sign".into()),
+            "dave among the runner people"
         );
     }
 
