@@ -131,9 +131,9 @@ fn four_eyes_refuses_the_new_owner_under_another_name_after_a_handover() {
     // bob2 now runs it; bob is the same person.
     signoff(&ws, "bob2", &id, &["--approve"])
         .status(5)
-        .stderr("error: sign-off refused: four eyes: bob runs this run (as ann), so someone else must sign\n");
-    signoff(&ws, "bob", &id, &["--approve"])
-        .status(5)
-        .stderr("error: sign-off refused: four eyes: bob runs this run (as ann), so someone else must sign\n");
+        .stderr("error: sign-off refused: four eyes: bob holds this run now (it was handed over to them), so someone else must sign\n");
+    signoff(&ws, "bob", &id, &["--approve"]).status(5).stderr(
+        "error: sign-off refused: four eyes: bob drives this run, so someone else must sign\n",
+    );
     signoff(&ws, "cy", &id, &["--approve"]).status(0);
 }

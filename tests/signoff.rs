@@ -142,14 +142,14 @@ fn four_eyes_refuses_the_runner_even_under_an_alias() {
     signoff(&ws, "ann", &id, &["--approve"])
         .status(5)
         .stdout("")
-        .stderr("error: sign-off refused: four eyes: ann runs this run (as ann), so someone else must sign\n");
+        .stderr("error: sign-off refused: four eyes: ann started this run (as ann), so someone else must sign\n");
     signoff(&ws, "ann2", &id, &["--approve"])
         .status(5)
-        .stderr("error: sign-off refused: four eyes: ann runs this run (as ann), so someone else must sign\n");
+        .stderr("error: sign-off refused: four eyes: ann started this run (as ann), so someone else must sign\n");
     // Rejecting one's own gate is signing it too.
     signoff(&ws, "ann2", &id, &["--reject"])
         .status(5)
-        .stderr("error: sign-off refused: four eyes: ann runs this run (as ann), so someone else must sign\n");
+        .stderr("error: sign-off refused: four eyes: ann started this run (as ann), so someone else must sign\n");
     let evs = events(&ws, &id);
     let refused: Vec<&str> = of_kind(&evs, "signoff_refused")
         .iter()
