@@ -11,5 +11,6 @@ mod journal_compat;
 mod layout;
 mod pending;
 mod report;
+mod report_trust;
 mod run;
 mod trust;
