@@ -88,7 +88,7 @@ const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 
 fn read_config(path: &Path) -> Result<ConfigFile> {
     let bytes = files::read_capped(path, MAX_CONFIG_BYTES)
-        .map_err(|problem| Error::file(path, format!("the config file {problem}")))?;
+        .map_err(|problem| Error::file(path, problem.describe("the config file")))?;
     let text = String::from_utf8(bytes)
         .map_err(|_| Error::file(path, "the config file is not UTF-8 text"))?;
     serde_yaml::from_str(&text).map_err(|e| Error::Config {

@@ -147,3 +147,57 @@ steps:
     }
     assert!(!ws.path().join("marked").exists());
 }
+
+#[test]
+fn files_a_user_points_at_must_be_regular_files_under_a_cap() {
+    let ws = Workspace::new();
+    ws.runbook("one", ONE_STEP);
+    let id = ws.cmd(["run", "one"]).run().status(0).run_id();
+    ws.cmd(["report", &id, "--format", "html", "--template", "/dev/zero"])
+        .run()
+        .status(2)
+        .stderr_has("error: /dev/zero: the template is not a regular file");
+    ws.cmd(["--config", "/dev/zero", "runs"])
+        .run()
+        .status(2)
+        .stderr_has("error: /dev/zero: the config file is not a regular file");
+    ws.cmd([
+        "operator",
+        "add",
+        "ann",
+        "--new-passphrase-file",
+        "/dev/zero",
+    ])
+    .run()
+    .status(2)
+    .stderr_has("error: /dev/zero: the passphrase file is not a regular file");
+    ws.cmd(["operator", "add", "ann"])
+        .env("OPSBOOK_NEW_PASSPHRASE", "ann-passphrase")
+        .run()
+        .status(0);
+    ws.cmd([
+        "signoff",
+        &id,
+        "--approve",
+        "--as",
+        "ann",
+        "--passphrase-file",
+        "/dev/zero",
+    ])
+    .run()
+    .status(2)
+    .stderr_has("error: /dev/zero: the passphrase file is not a regular file");
+    let big = ws.path().join("big.tera");
+    std::fs::write(&big, vec![b'x'; 2 * 1024 * 1024]).unwrap();
+    ws.cmd([
+        "report",
+        &id,
+        "--format",
+        "html",
+        "--template",
+        big.to_str().unwrap(),
+    ])
+    .run()
+    .status(2)
+    .stderr_has("the template is 2097152 bytes, over the limit of 1048576 bytes");
+}

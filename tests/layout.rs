@@ -206,3 +206,34 @@ fn every_module_says_what_it_owns() {
         .collect();
     assert!(silent.is_empty(), "no //! doc: {}", silent.join(", "));
 }
+
+#[test]
+fn every_json_flag_says_what_it_prints() {
+    let commands: &[&[&str]] = &[
+        &["list"],
+        &["runs"],
+        &["show"],
+        &["pending"],
+        &["training"],
+        &["audit", "verify"],
+        &["audit", "head"],
+        &["operator", "list"],
+    ];
+    for command in commands {
+        let mut args: Vec<&str> = command.to_vec();
+        args.push("--help");
+        let out = std::process::Command::new(crate::support::BIN)
+            .args(&args)
+            .output()
+            .unwrap();
+        let help = String::from_utf8_lossy(&out.stdout);
+        let line = help
+            .lines()
+            .find(|l| l.trim_start().starts_with("--json"))
+            .unwrap_or_else(|| panic!("{command:?} has no --json:\n{help}"));
+        assert!(
+            line.trim_start().trim_start_matches("--json").trim().len() > 3,
+            "{command:?}: --json has no help text: {line:?}"
+        );
+    }
+}

@@ -4,6 +4,7 @@ mod support;
 
 mod check;
 mod conditions;
+mod console;
 mod environment;
 mod gates;
 mod inputs;

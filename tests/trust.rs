@@ -499,3 +499,55 @@ fn the_last_active_supervisor_cannot_be_disabled_and_a_disabled_operator_can_be_
         .stdout_has("operator bob enabled");
     ws.cmd(["audit", "verify"]).run().status(0);
 }
+
+#[test]
+fn data_nested_deeper_than_the_stack_ends_the_step_not_the_engine() {
+    let ws = Workspace::new();
+    ws.runbook(
+        "nested",
+        r#"
+runbook: nested
+title: Nests an array very deep
+steps:
+  - id: nest
+    timeout: 3s
+    rhai: |
+      let a = [];
+      for i in 0..20000 { a = [a]; }
+      set("deep", a);
+  - id: after
+    shell: touch after
+"#,
+    );
+    let out = ws.cmd(["run", "nested"]).run().status(1);
+    let id = out.run_id();
+    let show = ws.cmd(["show", &id, "--json"]).run().status(0).json();
+    assert_eq!(show["status"], "failed", "{show:#}");
+    assert_eq!(show["steps"][0]["status"], "failed");
+    assert!(!ws.path().join("after").exists());
+}
+
+#[test]
+fn outputs_nested_deeper_than_64_levels_are_refused_with_a_clear_error() {
+    let ws = Workspace::new();
+    ws.runbook(
+        "nested",
+        r#"
+runbook: nested
+title: Nests an output
+steps:
+  - id: nest
+    rhai: |
+      let a = [];
+      for i in 0..100 { a = [a]; }
+      set("deep", a);
+"#,
+    );
+    let out = ws.cmd(["run", "nested"]).run().status(1);
+    assert!(
+        out.stdout
+            .contains("set(\"deep\", ..): the value nests deeper than 64 levels"),
+        "{}",
+        out.stdout
+    );
+}

@@ -19,11 +19,13 @@ pub enum AuditCommand {
         /// re-chained, or cut short, since then
         #[arg(long, value_name = "HASH")]
         expect_head: Option<String>,
+        /// The verdict as JSON
         #[arg(long)]
         json: bool,
     },
     /// The current head hash and event count, to write into a change ticket
     Head {
+        /// The head as JSON
         #[arg(long)]
         json: bool,
     },

@@ -6,9 +6,20 @@ use super::to_json;
 use crate::config::Settings;
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::error::{exit, Error, Result};
+use crate::journal::Journal;
+use crate::people::directory::Directory;
+use crate::people::policy;
 use crate::runbook::analyze;
 use crate::runbook::library::{self, runbook_files};
 use crate::script;
+
+/// Whether the journal has operators (a journal that does not exist has none).
+fn operators_registered(settings: &Settings) -> bool {
+    Journal::open_read_only(&settings.db)
+        .ok()
+        .and_then(|mut journal| Directory::new(&mut journal).count().ok())
+        .is_some_and(|n| n > 0)
+}
 
 pub fn check(settings: &Settings, paths: &[PathBuf]) -> Result<i32> {
     let mut files = Vec::new();
@@ -33,12 +44,23 @@ pub fn check(settings: &Settings, paths: &[PathBuf]) -> Result<i32> {
         });
     }
     let mut all = Diagnostics::default();
+    let mut warnings = Vec::new();
     let mut checked_scripts = std::collections::BTreeSet::new();
     let mut pending_scripts = Vec::new();
     for file in &files {
         let scripts_dir = settings.scripts_dir_for(file);
         let engine = script::build_engine(&scripts_dir);
         let analysis = analyze::analyze_file(file, &scripts_dir, &engine);
+        if let Some(plan) = &analysis.plan {
+            let gates = policy::gates_needing_identities(plan);
+            if !gates.is_empty() && !operators_registered(settings) {
+                if let Some(w) =
+                    policy::unenforceable_warning(&plan.runbook.runbook, &gates, &settings.db)
+                {
+                    warnings.push(w);
+                }
+            }
+        }
         all.extend(analysis.diagnostics);
         if checked_scripts.insert(scripts_dir.clone()) {
             pending_scripts.push((scripts_dir, engine));
@@ -54,6 +76,9 @@ pub fn check(settings: &Settings, paths: &[PathBuf]) -> Result<i32> {
     }
     if !all.0.is_empty() {
         errln!("{all}");
+    }
+    for warning in &warnings {
+        errln!("{warning}");
     }
     let errors = all.error_count();
     let scripts = checked_scripts.len();

@@ -52,6 +52,7 @@ mod signoff;
 mod training;
 
 use crate::people::directory::Directory;
+use crate::people::policy;
 use crate::term::prompt::TerminalPassphrases;
 
 /// Who a command acts as: `--as NAME` with a passphrase source.
@@ -101,6 +102,7 @@ enum Command {
     },
     /// The runbook library
     List {
+        /// The library as JSON
         #[arg(long)]
         json: bool,
     },
@@ -128,6 +130,7 @@ enum Command {
     Show {
         /// A run id, or a unique prefix of one
         run: String,
+        /// The run as JSON (the run view, step by step)
         #[arg(long)]
         json: bool,
         /// Every output line the journal kept for each attempt (else the last 5)
@@ -167,6 +170,7 @@ enum Command {
     Training {
         /// A trainee [default: everyone]
         name: Option<String>,
+        /// The record as JSON
         #[arg(long)]
         json: bool,
     },
@@ -311,6 +315,14 @@ fn run(settings: &Settings, identity: &Identity, args: RunArgs, no_progress: boo
     let mut journal = Journal::open(&settings.db)?;
     let operator = Directory::new(&mut journal)
         .authenticate(identity.as_name.as_deref(), &identity.passphrases)?;
+    if !operator.verified() {
+        let gates = policy::gates_needing_identities(&plan);
+        if let Some(warning) =
+            policy::unenforceable_warning(&plan.runbook.runbook, &gates, &settings.db)
+        {
+            errln!("{warning}");
+        }
+    }
     let supervision = request::admit(
         &mut journal,
         Admission {

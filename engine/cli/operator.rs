@@ -32,6 +32,7 @@ pub enum OperatorCommand {
     },
     /// The registered operators
     List {
+        /// The operators as JSON
         #[arg(long)]
         json: bool,
     },
@@ -72,7 +73,7 @@ const MAX_PASSPHRASE_FILE_BYTES: u64 = 4096;
 fn new_passphrase(file: Option<&PathBuf>, name: &str) -> Result<String> {
     if let Some(path) = file {
         let bytes = files::read_capped(path, MAX_PASSPHRASE_FILE_BYTES)
-            .map_err(|problem| Error::file(path, format!("the passphrase file {problem}")))?;
+            .map_err(|problem| Error::file(path, problem.describe("the passphrase file")))?;
         let text = String::from_utf8(bytes)
             .map_err(|_| Error::file(path, "the passphrase file is not UTF-8 text"))?;
         return Ok(text.trim_end_matches(['\n', '\r']).to_string());

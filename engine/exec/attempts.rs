@@ -353,11 +353,11 @@ impl Executor {
             Arc::new(|_| {}),
         );
         let engine = self.engine.clone();
-        tokio::task::spawn_blocking(move || {
+        script::on_eval_thread(move || {
             script::eval_condition(&engine, &ast, &inputs, extra, context)
         })
         .await
-        .unwrap_or_else(|e| Err(format!("the expression stopped unexpectedly: {e}")))
+        .unwrap_or_else(|e| Err(format!("the expression stopped: {e}")))
     }
 
     async fn attempt_rhai(&self, step: &PlannedStep, ast: Arc<rhai::AST>) -> AttemptResult {
@@ -374,10 +374,9 @@ impl Executor {
         );
         let engine = self.engine.clone();
         let started = Instant::now();
-        let joined = tokio::task::spawn_blocking(move || {
-            script::run_script(&engine, &ast, &inputs, context)
-        })
-        .await;
+        let joined =
+            script::on_eval_thread(move || script::run_script(&engine, &ast, &inputs, context))
+                .await;
         let (outcome, context) = match joined {
             Ok(done) => done,
             Err(e) => {

@@ -28,7 +28,14 @@ impl Executor {
         });
         tokio::select! {
             answer = asking => answer.ok().flatten(),
-            _ = self.abort.requested() => None,
+            _ = self.abort.requested() => {
+                // Ctrl-C at the prompt: the question is withdrawn, and the next line typed
+                // is not taken as its answer.
+                if let Some(console) = &self.console {
+                    console.withdraw();
+                }
+                None
+            }
         }
     }
 
@@ -219,14 +226,7 @@ impl Executor {
                 }
                 continue;
             }
-            let evidence = policy::evidence(&policy, &view);
-            let binding = policy::binding(
-                &self.run_id,
-                &step.id,
-                view.bound_hash(),
-                &view.params,
-                &evidence,
-            );
+            let binding = self.binding(step, &view, &policy::evidence(&policy, &view));
             let waiting_for = if self.supervision.is_some() {
                 WaitingFor::Countersign
             } else if policy.manual {
@@ -314,11 +314,17 @@ impl Executor {
             countersigned,
             // On a training run the supervisor signs; otherwise the runner, unless someone
             // steps up.
-            default_signer: self
-                .supervision
-                .as_ref()
-                .map(|s| s.supervisor.clone())
-                .unwrap_or_else(|| self.operator.name.clone()),
+            default_signer: match &self.supervision {
+                Some(s) => Some(s.supervisor.clone()),
+                // Four eyes: the runner is the one person who may not sign.
+                None if policy.four_eyes && !policy.manual => None,
+                None => Some(self.operator.name.clone()),
+            },
+            previous_comment: self
+                .last_comments
+                .lock()
+                .ok()
+                .and_then(|c| c.get(&step.id).cloned()),
             runner: self.operator.name.clone(),
         };
         let asked = self.ask(console.clone(), question);
@@ -405,6 +411,7 @@ impl Executor {
                             })?;
                         }
                         self.progress.message(&format!("   {e}"));
+                        self.remember_comment(&step.id, answer.comment.as_deref());
                         return Ok(ConsoleAnswer::Again);
                     }
                 }
@@ -424,15 +431,10 @@ impl Executor {
                 reason: reason.clone(),
             })?;
             self.progress.message(&format!("   refused: {reason}"));
+            self.remember_comment(&step.id, answer.comment.as_deref());
             return Ok(ConsoleAnswer::Again);
         }
-        let binding = policy::binding(
-            &self.run_id,
-            &step.id,
-            view.bound_hash(),
-            &view.params,
-            &evidence,
-        );
+        let binding = self.binding(step, view, &evidence);
         self.record(signoff_event(
             &step.id,
             &signer,
@@ -442,6 +444,24 @@ impl Executor {
             binding,
         ))?;
         Ok(ConsoleAnswer::Again)
+    }
+
+    /// The binding of a sign-off of `step` with `evidence`, as the run stands now.
+    fn binding(&self, step: &PlannedStep, view: &RunView, evidence: &Map<String, Value>) -> String {
+        policy::binding(
+            &self.run_id,
+            &step.id,
+            view.bound_hash(),
+            &view.params,
+            evidence,
+        )
+    }
+
+    /// Keeps the comment of a refused answer, to offer it again in the next round.
+    fn remember_comment(&self, step: &str, comment: Option<&str>) {
+        if let (Some(comment), Ok(mut kept)) = (comment, self.last_comments.lock()) {
+            kept.insert(step.to_string(), comment.to_string());
+        }
     }
 
     fn heading(

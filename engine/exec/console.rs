@@ -24,8 +24,11 @@ pub struct Attendance {
     pub evidence_required: bool,
     /// A supervised training run: the supervisor counter-signs manual steps as well.
     pub countersigned: bool,
-    /// Who signs when the person just presses Enter.
-    pub default_signer: String,
+    /// Who signs when the person just presses Enter; None when the runner may not sign
+    /// (four eyes) and someone else must give their name.
+    pub default_signer: Option<String>,
+    /// The comment or evidence given in the last round, if it was refused: offered again.
+    pub previous_comment: Option<String>,
     /// The operator driving the run.
     pub runner: String,
 }
@@ -63,6 +66,10 @@ pub trait Console: Send + Sync {
     /// Asks about a gate or manual step; None when the person defers (the run parks) or
     /// there is no more input. It blocks: the executor calls it on a blocking thread.
     fn attend(&self, question: &Attendance) -> Option<AttendedAnswer>;
+
+    /// Withdraws the question being asked (the operator pressed Ctrl-C): `attend` returns
+    /// None without taking the next answer typed.
+    fn withdraw(&self) {}
 
     /// Asks what to do with a step that started and never finished; None: abort the run.
     fn interrupted(&self, step: &str, name: &str) -> Option<InterruptedChoice>;

@@ -91,6 +91,8 @@ pub struct Executor {
     pending: Mutex<Pending>,
     /// Steps this drive parked at.
     parked: Mutex<Vec<ParkedStep>>,
+    /// A refused answer's comment or evidence, by step, offered again in the next round.
+    last_comments: Mutex<HashMap<String, String>>,
 }
 
 /// Starts a new run of `request` (or continues `request.resume`) and drives it until it
@@ -154,12 +156,29 @@ pub async fn run(
         rollback_for: prior.rollback_for,
         pending: Mutex::new(Pending::default()),
         parked: Mutex::new(Vec::new()),
+        last_comments: Mutex::new(HashMap::new()),
+    };
+    // Say what a Ctrl-C or SIGTERM does, when it comes.
+    let notice = {
+        let abort = executor.abort.clone();
+        let progress = executor.progress.clone();
+        tokio::spawn(async move {
+            abort.requested().await;
+            if abort.by_signal() && !abort.is_hard() {
+                progress.message("stopping after this step (Ctrl-C again to stop it now)");
+            }
+            abort.hard_requested().await;
+            if abort.by_signal() {
+                progress.message("stopping the running step now");
+            }
+        })
     };
     let result = if resumed {
         executor.resume().await
     } else {
         executor.start().await
     };
+    notice.abort();
     // Whatever ended the drive, a step's end still waiting for a commit is written now.
     let flushed = executor.record_all(Vec::new());
     let result = result.and_then(|r| flushed.map(|_| r));
@@ -372,6 +391,15 @@ impl Executor {
                     }
                 }
             }
+        }
+        if self.abort.is_requested() {
+            // The request came while the last step ran: it is on the record, and there was
+            // nothing left to stop.
+            self.record(Event::AbortRequested {
+                by: self.operator.name.clone(),
+            })?;
+            self.progress
+                .message("a stop was requested during the last step: every step had run, nothing was left to stop");
         }
         Ok(if failed {
             RunStatus::Failed

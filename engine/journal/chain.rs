@@ -7,7 +7,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::error::Result;
-use crate::journal::store::{Journal, StoredEvent};
+use crate::journal::store::{stored_event_of, Journal, StoredEvent};
 
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -122,20 +122,7 @@ impl Journal {
             events: 0,
         };
         while let Some(r) = rows.next().map_err(|e| self.error(e))? {
-            let read = || -> rusqlite::Result<StoredEvent> {
-                Ok(StoredEvent {
-                    seq: r.get(0)?,
-                    run_id: r.get(1)?,
-                    run_seq: r.get(2)?,
-                    at: r.get(3)?,
-                    kind: r.get(4)?,
-                    step: r.get(5)?,
-                    body: r.get(6)?,
-                    prev_hash: r.get(7)?,
-                    hash: r.get(8)?,
-                })
-            };
-            let event = match read() {
+            let event = match stored_event_of(r) {
                 Ok(event) => event,
                 Err(e) => {
                     // A value of the wrong type where an event's column should be: the row

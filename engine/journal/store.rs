@@ -320,6 +320,21 @@ fn uri_path(path: &Path) -> String {
     out
 }
 
+/// An event from the columns `seq, run_id, run_seq, at, kind, step, body, prev_hash, hash`.
+pub(super) fn stored_event_of(r: &rusqlite::Row) -> rusqlite::Result<StoredEvent> {
+    Ok(StoredEvent {
+        seq: r.get(0)?,
+        run_id: r.get(1)?,
+        run_seq: r.get(2)?,
+        at: r.get(3)?,
+        kind: r.get(4)?,
+        step: r.get(5)?,
+        body: r.get(6)?,
+        prev_hash: r.get(7)?,
+        hash: r.get(8)?,
+    })
+}
+
 fn append_error(path: &Path, e: rusqlite::Error) -> Error {
     Error::journal(path, e)
 }
@@ -330,19 +345,7 @@ fn query_events(
     args: impl rusqlite::Params,
 ) -> rusqlite::Result<Vec<StoredEvent>> {
     let mut stmt = conn.prepare_cached(sql)?;
-    let rows = stmt.query_map(args, |r| {
-        Ok(StoredEvent {
-            seq: r.get(0)?,
-            run_id: r.get(1)?,
-            run_seq: r.get(2)?,
-            at: r.get(3)?,
-            kind: r.get(4)?,
-            step: r.get(5)?,
-            body: r.get(6)?,
-            prev_hash: r.get(7)?,
-            hash: r.get(8)?,
-        })
-    })?;
+    let rows = stmt.query_map(args, stored_event_of)?;
     rows.collect()
 }
 

@@ -39,6 +39,17 @@ pub struct Policy {
 }
 
 impl Policy {
+    /// Whether this gate means anything only with registered identities: a role above
+    /// operator, four eyes, an allow-list or more than one approver. With no operators
+    /// registered, the unverified OS user satisfies all of these.
+    pub fn needs_identities(&self) -> bool {
+        !self.manual
+            && (self.role == Role::Supervisor
+                || self.four_eyes
+                || !self.approvers.is_empty()
+                || self.min_approvals > 1)
+    }
+
     /// The policy of a gate or manual step; None for other kinds.
     pub fn for_step(step: &PlannedStep, supervisor_person: Option<&str>) -> Option<Self> {
         let supervisor_person = supervisor_person.map(str::to_string);
@@ -231,9 +242,17 @@ pub fn check_signer(
             || signer.name == run.owner
             || policy.runner_people.contains(&signer.person);
         if is_runner {
+            // Name the part the signer plays: who started it, who holds it, who drives it.
+            let part = if signer.person == run.person {
+                format!("started this run (as {})", run.operator)
+            } else if signer.name == run.owner {
+                "holds this run now (it was handed over to them)".to_string()
+            } else {
+                "drives this run".to_string()
+            };
             return Err(format!(
-                "four eyes: {} runs this run (as {}), so someone else must sign",
-                signer.person, run.operator
+                "four eyes: {} {part}, so someone else must sign",
+                signer.person
             ));
         }
     }
@@ -325,6 +344,31 @@ pub fn timeout_action(on_timeout: OnTimeout) -> TimeoutAction {
         OnTimeout::Abort => TimeoutAction::Abort,
         OnTimeout::Reject => TimeoutAction::Reject,
     }
+}
+
+/// The gates of `plan` that cannot be enforced without registered operators.
+pub fn gates_needing_identities(plan: &crate::runbook::plan::Plan) -> Vec<String> {
+    plan.all_steps()
+        .into_iter()
+        .filter(|step| Policy::for_step(step, None).is_some_and(|p| p.needs_identities()))
+        .map(|step| step.id.clone())
+        .collect()
+}
+
+/// The warning for a runbook whose gates cannot be enforced: None when there is nothing to
+/// warn about.
+pub fn unenforceable_warning(
+    runbook: &str,
+    gates: &[String],
+    journal: &std::path::Path,
+) -> Option<String> {
+    (!gates.is_empty()).then(|| {
+        format!(
+            "warning: runbook `{runbook}`: no operators are registered in {}, so its gates ({}) cannot be enforced: anyone signs as the unverified OS user; register operators with `opsbook operator add`",
+            journal.display(),
+            gates.join(", ")
+        )
+    })
 }
 
 #[cfg(test)]
@@ -575,7 +619,7 @@ mod tests {
                 policy: |p| p.four_eyes = true,
                 signer: ("alice", "alice", Some(Role::Supervisor)),
                 expected: Err(
-                    "four eyes: alice runs this run (as alice), so someone else must sign",
+                    "four eyes: alice started this run (as alice), so someone else must sign",
                 ),
                 ..BASE
             },
@@ -584,7 +628,7 @@ mod tests {
                 policy: |p| p.four_eyes = true,
                 signer: ("al", "alice", Some(Role::Supervisor)),
                 expected: Err(
-                    "four eyes: alice runs this run (as alice), so someone else must sign",
+                    "four eyes: alice started this run (as alice), so someone else must sign",
                 ),
                 ..BASE
             },
@@ -593,7 +637,9 @@ mod tests {
                 policy: |p| p.four_eyes = true,
                 run: BY_ALICE_AS_AL,
                 signer: ("alice", "alice", Some(Role::Supervisor)),
-                expected: Err("four eyes: alice runs this run (as al), so someone else must sign"),
+                expected: Err(
+                    "four eyes: alice started this run (as al), so someone else must sign",
+                ),
                 ..BASE
             },
             SignerCase {
@@ -634,11 +680,10 @@ mod tests {
             None,
             true,
         );
-        assert!(
-            refused
-                .as_ref()
-                .is_err_and(|m| m.starts_with("four eyes: dave ")),
-            "handed over to dave: {refused:?}"
+        assert_eq!(
+            refused,
+            Err("four eyes: dave holds this run now (it was handed over to them), so someone else must sign".into()),
+            "handed over to dave"
         );
 
         let plain = run_at_gate(BY_ALICE, Vec::new());
@@ -649,11 +694,10 @@ mod tests {
         );
         policy.runner_people = vec!["dave".into()];
         let refused = check_signer(&policy, &dave, &plain, step, None, true);
-        assert!(
-            refused
-                .as_ref()
-                .is_err_and(|m| m.starts_with("four eyes: dave ")),
-            "dave among the runner people: {refused:?}"
+        assert_eq!(
+            refused,
+            Err("four eyes: dave drives this run, so someone else must sign".into()),
+            "dave among the runner people"
         );
     }
 

@@ -95,8 +95,7 @@ impl Renderer {
         for (name, text) in BUILT_IN {
             let override_path = dir.map(|d| d.join(name)).filter(|p| p.is_file());
             let text = match &override_path {
-                Some(path) => std::fs::read_to_string(path)
-                    .map_err(|e| Error::file(path, format!("cannot read the template: {e}")))?,
+                Some(path) => read_template(path)?,
                 None => text.to_string(),
             };
             tera.add_raw_template(name, &text)
@@ -113,8 +112,7 @@ impl Renderer {
         if format == Format::Json {
             return Err(Error::TemplateForJson);
         }
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::file(path, format!("cannot read the template: {e}")))?;
+        let text = read_template(path)?;
         let name = format.run_template();
         self.tera
             .add_raw_template(name, &text)
@@ -207,6 +205,13 @@ fn printable_everywhere(value: &mut serde_json::Value) {
         }
         _ => {}
     }
+}
+
+/// A template file: a regular file of at most 1 MiB of UTF-8 text.
+fn read_template(path: &Path) -> Result<String> {
+    let bytes = crate::sys::files::read_capped(path, crate::sys::files::MAX_SOURCE_BYTES)
+        .map_err(|problem| Error::file(path, problem.describe("the template")))?;
+    String::from_utf8(bytes).map_err(|_| Error::file(path, "the template is not UTF-8 text"))
 }
 
 fn template_error(name: &str, path: Option<&Path>, error: &tera::Error) -> Error {

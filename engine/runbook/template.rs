@@ -185,15 +185,45 @@ pub fn shell_command(text: &str) -> Result<ShellCommand, (usize, String)> {
     })
 }
 
+/// Where the scan of a command is: at the top level or inside `$(…)` (with the depth of the
+/// parentheses opened there), or inside double quotes.
+#[derive(Clone, Copy, PartialEq)]
+enum Frame {
+    Command(u32),
+    Double,
+}
+
+/// The expansions that work alike inside double quotes and outside — backquotes, `$((…))`
+/// and `$(…)` — when one starts at `i`: where the scan goes on, or the unsafe context that
+/// `offset` lies in. None when none starts at `i`.
+fn expansion_at(
+    text: &str,
+    i: usize,
+    offset: usize,
+    stack: &mut Vec<Frame>,
+) -> Option<Result<usize, ShellContext>> {
+    let rest = &text[i..];
+    if rest.starts_with('`') {
+        return Some(past_backquotes(text, i, offset));
+    }
+    if rest.starts_with("$((") {
+        return Some(match skip_arithmetic(text, i) {
+            Some(end) if end <= offset => Ok(end),
+            _ => Err(ShellContext::Unsafe(
+                "inside an arithmetic expansion $((…))",
+            )),
+        });
+    }
+    if rest.starts_with("$(") {
+        stack.push(Frame::Command(0));
+        return Some(Ok(i + 2));
+    }
+    None
+}
+
 /// The shell context at byte `offset` of `text` (POSIX sh quoting, command substitution,
 /// arithmetic, comments and here-documents; placeholders are opaque).
 pub fn context_at(text: &str, offset: usize) -> ShellContext {
-    #[derive(Clone, Copy, PartialEq)]
-    enum Frame {
-        /// Top level or inside `$(…)` (with its parenthesis depth).
-        Command(u32),
-        Double,
-    }
     let bytes = text.as_bytes();
     let mut stack = vec![Frame::Command(0)];
     // Here-documents whose bodies start at the next newline: (delimiter, quoted, strip tabs).
@@ -221,19 +251,14 @@ pub fn context_at(text: &str, offset: usize) -> ShellContext {
                     stack.pop();
                     i += 1;
                 }
-                b'`' => match past_backquotes(text, i, offset) {
-                    Ok(next) => i = next,
-                    Err(context) => return context,
+                b'`' | b'$' => match expansion_at(text, i, offset, &mut stack) {
+                    Some(Ok(next)) => {
+                        word_start = next == i + 2;
+                        i = next;
+                    }
+                    Some(Err(context)) => return context,
+                    None => i += 1,
                 },
-                b'$' if text[i..].starts_with("$((") => match skip_arithmetic(text, i) {
-                    Some(end) if end <= offset => i = end,
-                    _ => return ShellContext::Unsafe("inside an arithmetic expansion $((…))"),
-                },
-                b'$' if text[i..].starts_with("$(") => {
-                    stack.push(Frame::Command(0));
-                    i += 2;
-                    word_start = true;
-                }
                 _ => i += 1,
             },
             Frame::Command(depth) => {
@@ -254,26 +279,23 @@ pub fn context_at(text: &str, offset: usize) -> ShellContext {
                         i += 1;
                         word_start = false;
                     }
-                    b'`' => {
-                        match past_backquotes(text, i, offset) {
-                            Ok(next) => i = next,
-                            Err(context) => return context,
-                        }
-                        word_start = false;
-                    }
                     b'$' if text[i..].starts_with("$'") => match text[i + 2..].find('\'') {
                         Some(end) if i + 2 + end < offset => i += end + 3,
                         _ => return ShellContext::Unsafe("inside $'…' quotes"),
                     },
-                    b'$' if text[i..].starts_with("$((") => match skip_arithmetic(text, i) {
-                        Some(end) if end <= offset => i = end,
-                        _ => return ShellContext::Unsafe("inside an arithmetic expansion $((…))"),
+                    b'`' | b'$' => match expansion_at(text, i, offset, &mut stack) {
+                        Some(Ok(next)) => {
+                            // Inside `$(` a new command starts; after the others a word
+                            // goes on.
+                            word_start = next == i + 2 && text[i..].starts_with("$(");
+                            i = next;
+                        }
+                        Some(Err(context)) => return context,
+                        None => {
+                            i += 1;
+                            word_start = false;
+                        }
                     },
-                    b'$' if text[i..].starts_with("$(") => {
-                        stack.push(Frame::Command(0));
-                        i += 2;
-                        word_start = true;
-                    }
                     b'(' => {
                         if let Some(Frame::Command(d)) = stack.last_mut() {
                             *d += 1;

@@ -124,8 +124,29 @@ pub(crate) fn log_line(text: &str) {
 pub(crate) fn set_output(name: &str, value: Dynamic) -> Result<(), Box<EvalAltResult>> {
     let json: serde_json::Value = rhai::serde::from_dynamic(&value)
         .map_err(|e| runtime_error(format!("set(\"{name}\", ..): cannot store this value: {e}")))?;
+    if nesting_depth(&json) > limits::MAX_OUTPUT_DEPTH {
+        return Err(runtime_error(format!(
+            "set(\"{name}\", ..): the value nests deeper than {} levels; outputs are journaled and read by later steps: flatten it",
+            limits::MAX_OUTPUT_DEPTH
+        )));
+    }
     with_context(|ctx| ctx.outputs.insert(name.to_string(), json));
     Ok(())
+}
+
+/// How deep arrays and maps nest in `value`, measured without recursion.
+fn nesting_depth(value: &serde_json::Value) -> usize {
+    let mut deepest = 0;
+    let mut stack = vec![(value, 1usize)];
+    while let Some((v, depth)) = stack.pop() {
+        deepest = deepest.max(depth);
+        match v {
+            serde_json::Value::Array(items) => stack.extend(items.iter().map(|i| (i, depth + 1))),
+            serde_json::Value::Object(map) => stack.extend(map.values().map(|i| (i, depth + 1))),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 pub(crate) fn record_metric(name: &str, value: f64) {

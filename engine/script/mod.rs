@@ -90,6 +90,25 @@ pub fn build_engine(scripts_dir: &Path) -> Engine {
     engine
 }
 
+/// Runs `f` (an evaluation) on a thread of its own with [`limits::EVAL_STACK_BYTES`] of
+/// stack: values nested as deep as the size limits allow are built, measured and dropped
+/// there without exhausting a runtime thread's stack. Completes when `f` returns.
+pub async fn on_eval_thread<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, String> {
+    let (done, answer) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("opsbook-rhai".into())
+        .stack_size(limits::EVAL_STACK_BYTES)
+        .spawn(move || {
+            let _ = done.send(f());
+        })
+        .map_err(|e| format!("cannot start a thread for the script: {e}"))?;
+    answer
+        .await
+        .map_err(|_| "the script stopped unexpectedly".to_string())
+}
+
 /// Compiles a step's script, resolving its imports now so a missing module is found by `check`.
 pub fn compile_script(engine: &Engine, text: &str) -> Result<AST, (String, Position)> {
     engine

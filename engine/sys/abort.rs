@@ -19,6 +19,8 @@ struct Inner {
     level: AtomicU8,
     now: Notify,
     any: Notify,
+    /// Whether the request came from a signal (Ctrl-C, SIGTERM) rather than an answer.
+    by_signal: std::sync::atomic::AtomicBool,
 }
 
 impl AbortSignal {
@@ -35,6 +37,11 @@ impl AbortSignal {
         if previous + 1 >= NOW {
             self.inner.now.notify_waiters();
         }
+    }
+
+    /// Whether a signal (not an operator's answer) asked to stop.
+    pub fn by_signal(&self) -> bool {
+        self.inner.by_signal.load(Ordering::SeqCst)
     }
 
     /// Stop before the next step starts.
@@ -82,9 +89,11 @@ impl AbortSignal {
             };
             loop {
                 tokio::select! {
-                    _ = interrupt.recv() => signal.escalate(),
-                    _ = terminate.recv() => signal.escalate(),
+                    _ = interrupt.recv() => {}
+                    _ = terminate.recv() => {}
                 }
+                signal.inner.by_signal.store(true, Ordering::SeqCst);
+                signal.escalate();
             }
         });
     }

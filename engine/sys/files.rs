@@ -33,6 +33,19 @@ impl std::fmt::Display for ReadProblem {
     }
 }
 
+impl ReadProblem {
+    /// The problem as a sentence about `what` ("the template", "the config file").
+    pub fn describe(&self, what: &str) -> String {
+        match self {
+            ReadProblem::Open(e) | ReadProblem::Read(e) => format!("cannot read {what}: {e}"),
+            ReadProblem::NotAFile => format!("{what} is not a regular file"),
+            ReadProblem::TooLarge { size, limit } => {
+                format!("{what} is {size} bytes, over the limit of {limit} bytes")
+            }
+        }
+    }
+}
+
 /// Reads a regular file of at most `limit` bytes. Following a symbolic link is the caller's
 /// choice (the metadata is of the file it names); the size is checked before and while reading,
 /// so a file that grows is cut off at the limit rather than read whole.

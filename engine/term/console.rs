@@ -14,6 +14,7 @@ pub struct TerminalConsole;
 
 impl Console for TerminalConsole {
     fn attend(&self, q: &Attendance) -> Option<AttendedAnswer> {
+        prompt::reset_withdrawn();
         eprintln!("{}", printable::escape(&q.heading));
         let (question, choices): (&str, &[char]) = match q.kind {
             AttendedKind::ManualObserved => (
@@ -35,11 +36,24 @@ impl Console for TerminalConsole {
             // Defer (park).
             _ => return None,
         };
+        let kept = q
+            .previous_comment
+            .as_deref()
+            .map(|c| format!(", Enter to keep \"{}\"", printable::escape_line(c)))
+            .unwrap_or_default();
+        let typed_or_kept = |typed: String| match (typed.is_empty(), &q.previous_comment) {
+            (true, Some(previous)) => Some(previous.clone()),
+            (true, None) => None,
+            (false, _) => Some(typed),
+        };
         let comment = match decision {
             AttendedDecision::Skip => Some(prompt::ask_required("   reason for skipping: ")?),
             AttendedDecision::Abort => None,
+            _ if q.evidence_required && q.previous_comment.is_some() => typed_or_kept(
+                prompt::ask_line(&format!("   evidence (required{kept}): "))?,
+            ),
             _ if q.evidence_required => Some(prompt::ask_required("   evidence (required): ")?),
-            _ => prompt::ask_line("   comment (optional): ").filter(|c| !c.is_empty()),
+            _ => typed_or_kept(prompt::ask_line(&format!("   comment (optional{kept}): "))?),
         };
         // A manual step is ticked off by the runner; on a training run the supervisor
         // counter-signs it, as they sign every gate.
@@ -47,18 +61,23 @@ impl Console for TerminalConsole {
             decision,
             AttendedDecision::Approve | AttendedDecision::Reject
         ) && (gate || q.countersigned);
-        let name = if asks_for_signer {
-            let typed = prompt::ask_line(&format!(
-                "   signing as (Enter for {}, or another operator's name): ",
-                q.default_signer
-            ))?;
-            if typed.is_empty() {
-                q.default_signer.clone()
-            } else {
-                typed
+        let name = match (asks_for_signer, &q.default_signer) {
+            (false, _) => q.runner.clone(),
+            (true, Some(default)) => {
+                let typed = prompt::ask_line(&format!(
+                    "   signing as (Enter for {default}, or another operator's name): "
+                ))?;
+                if typed.is_empty() {
+                    default.clone()
+                } else {
+                    typed
+                }
             }
-        } else {
-            q.runner.clone()
+            // Four eyes: the runner may not sign, so there is no default.
+            (true, None) => prompt::ask_required(&format!(
+                "   signing as (four eyes: another operator than {}): ",
+                q.runner
+            ))?,
         };
         let signer = if name == q.runner {
             Signer::Runner
@@ -72,6 +91,10 @@ impl Console for TerminalConsole {
             comment,
             signer,
         })
+    }
+
+    fn withdraw(&self) {
+        prompt::withdraw();
     }
 
     fn interrupted(&self, step: &str, name: &str) -> Option<InterruptedChoice> {

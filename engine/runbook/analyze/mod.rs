@@ -125,6 +125,10 @@ struct ScalarLocation {
     column: usize,
     /// A `|` or `>` block: content starts on the next line at this indentation.
     block_indent: Option<usize>,
+    /// For a block: the 1-based line of its first content line, blank ones included.
+    block_first_line: usize,
+    /// A `>` block: single line breaks fold into spaces.
+    folded: bool,
     quoted: bool,
 }
 

@@ -79,25 +79,33 @@ impl Linter<'_> {
             .unwrap_or_default();
         let before: String = text_line.chars().take(column.saturating_sub(1)).collect();
         let first = text_line.chars().nth(column.saturating_sub(1));
-        // marked-yaml starts a `|` or `>` block scalar at its first content line; the line
-        // before it (skipping blank ones) ends with the block indicator.
-        let indicator_above = self.lines[..line.saturating_sub(1).min(self.lines.len())]
+        // marked-yaml starts a `|` or `>` block scalar at its first non-blank content line;
+        // the line before it (skipping blank ones) ends with the block indicator.
+        let above = &self.lines[..line.saturating_sub(1).min(self.lines.len())];
+        let indicator = above
             .iter()
+            .enumerate()
             .rev()
-            .find(|l| !l.trim().is_empty())
-            .map(|l| {
+            .find(|(_, l)| !l.trim().is_empty())
+            .and_then(|(i, l)| {
                 let end = l
                     .trim_end()
                     .trim_end_matches(|c: char| c.is_ascii_digit() || c == '-' || c == '+');
-                end.ends_with('|') || end.ends_with('>')
-            })
-            .unwrap_or(false);
-        let is_block = before.trim().is_empty() && indicator_above;
+                match end.chars().last() {
+                    Some('|') => Some((i, false)),
+                    Some('>') => Some((i, true)),
+                    _ => None,
+                }
+            });
+        let block = indicator.filter(|_| before.trim().is_empty());
         ScalarLocation {
             line,
             column,
-            block_indent: is_block.then(|| column.saturating_sub(1)),
-            quoted: !is_block && matches!(first, Some('"') | Some('\'')),
+            block_indent: block.map(|_| column.saturating_sub(1)),
+            // 0-based index of the indicator line, plus one, plus one for 1-based lines.
+            block_first_line: block.map(|(i, _)| i + 2).unwrap_or(line),
+            folded: block.is_some_and(|(_, folded)| folded),
+            quoted: block.is_none() && matches!(first, Some('"') | Some('\'')),
         }
     }
 
@@ -131,6 +139,7 @@ impl Linter<'_> {
         self.map_line_col(location, line, column)
     }
 
+    /// File position of a 0-based line and column of a scalar's content.
     pub(super) fn map_line_col(
         &self,
         location: ScalarLocation,
@@ -138,12 +147,98 @@ impl Linter<'_> {
         column: usize,
     ) -> (usize, usize) {
         match location.block_indent {
-            Some(indent) => (location.line + content_line, indent + column + 1),
-            None if content_line == 0 => (
-                location.line,
-                location.column + column + usize::from(location.quoted),
+            Some(indent) if location.folded => {
+                self.map_folded(location, indent, content_line, column)
+            }
+            Some(indent) => (
+                location.block_first_line + content_line,
+                indent + column + 1,
             ),
+            None if content_line == 0 && location.quoted => (
+                location.line,
+                location.column + 1 + self.raw_columns(location, column),
+            ),
+            None if content_line == 0 => (location.line, location.column + column),
             None => (location.line, location.column),
         }
+    }
+
+    /// How many characters of a quoted scalar's source stand for its first `column` content
+    /// characters: an escape (`\"`, `\\`, `\t`, `\x41`, …) or a doubled `''` is one.
+    fn raw_columns(&self, location: ScalarLocation, column: usize) -> usize {
+        let text = self
+            .lines
+            .get(location.line - 1)
+            .copied()
+            .unwrap_or_default();
+        let mut raw = text.chars().skip(location.column);
+        let double = text.chars().nth(location.column - 1) == Some('"');
+        let mut used = 0;
+        for _ in 0..column {
+            match raw.next() {
+                Some('\\') if double => {
+                    let width = match raw.next() {
+                        Some('x') => 2,
+                        Some('u') => 4,
+                        Some('U') => 8,
+                        _ => 0,
+                    };
+                    raw.by_ref().take(width).for_each(drop);
+                    used += 2 + width;
+                }
+                Some('\'') if !double => {
+                    raw.next();
+                    used += 2;
+                }
+                Some(_) => used += 1,
+                None => break,
+            }
+        }
+        used
+    }
+
+    /// File position in a `>` block, whose single line breaks became spaces: each content
+    /// line is a run of source lines, joined.
+    fn map_folded(
+        &self,
+        location: ScalarLocation,
+        indent: usize,
+        content_line: usize,
+        column: usize,
+    ) -> (usize, usize) {
+        let mut current = 0;
+        let mut start_col = 0;
+        let mut previous_blank = true;
+        let mut best = (location.block_first_line, indent + 1);
+        for (i, raw) in self
+            .lines
+            .iter()
+            .enumerate()
+            .skip(location.block_first_line - 1)
+        {
+            let file_line = i + 1;
+            if raw.trim().is_empty() {
+                if !previous_blank || file_line > location.block_first_line {
+                    current += 1;
+                }
+                start_col = 0;
+                previous_blank = true;
+                continue;
+            }
+            let leading = raw.chars().take_while(|c| *c == ' ').count();
+            if leading < indent {
+                break;
+            }
+            if !previous_blank {
+                start_col += 1; // the space a line break folded into
+            }
+            let text = &raw[indent.min(raw.len())..];
+            if current == content_line && column >= start_col {
+                best = (file_line, indent + (column - start_col) + 1);
+            }
+            start_col += text.chars().count();
+            previous_blank = false;
+        }
+        best
     }
 }

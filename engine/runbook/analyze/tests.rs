@@ -470,11 +470,9 @@ steps:
     ]);
 }
 
-/// Positions the analyzer gets wrong today, with the right expectation: each maps a Rhai
-/// position through scalar content that is not the file's text (blank lines stripped from
-/// the start of a block, lines folded by `>`, escapes decoded in quotes).
+/// Positions mapped through scalar content that is not the file's text: blank lines stripped
+/// from the start of a block, lines folded by `>`, escapes decoded in quotes.
 #[test]
-#[ignore = "analyzer bug: positions in `|` blocks with leading blank lines, `>` folded blocks and quoted scalars with escapes"]
 fn rhai_positions_through_transformed_scalar_content() {
     check(&[
         (
