@@ -189,18 +189,22 @@ impl Renderer {
 /// not even allow most of them.
 fn printable_everywhere(value: &mut serde_json::Value) {
     use serde_json::Value;
+    use std::borrow::Cow;
     match value {
         Value::String(s) => {
-            if let std::borrow::Cow::Owned(escaped) = crate::printable::escape(s) {
+            if let Cow::Owned(escaped) = crate::printable::escape(s) {
                 *s = escaped;
             }
         }
         Value::Array(items) => items.iter_mut().for_each(printable_everywhere),
         Value::Object(map) => {
-            let entries = std::mem::take(map);
-            for (key, mut item) in entries {
-                printable_everywhere(&mut item);
-                map.insert(crate::printable::escape(&key).into_owned(), item);
+            map.values_mut().for_each(printable_everywhere);
+            let unsafe_key = |k: &String| matches!(crate::printable::escape(k), Cow::Owned(_));
+            if map.keys().any(unsafe_key) {
+                *map = std::mem::take(map)
+                    .into_iter()
+                    .map(|(k, v)| (crate::printable::escape(&k).into_owned(), v))
+                    .collect();
             }
         }
         _ => {}
