@@ -13,6 +13,7 @@ mod journal_compat;
 mod layout;
 mod pending;
 mod report;
+mod report_trust;
 mod resume;
 mod run;
 mod signoff;

@@ -179,7 +179,7 @@ fn every_report_format_matches_its_snapshot() {
     // JSON: it parses, carries its schema version and says what happened.
     let json_out = report(&ws, &id, "json");
     let json = json_out.json();
-    assert_eq!(json["schema_version"], 1, "{json:#}");
+    assert_eq!(json["schema_version"], 2, "{json:#}");
     assert_eq!(json["run"]["id"], id.as_str());
     assert_eq!(json["run"]["status"], "failed");
     assert_eq!(json["run"]["rolled_back"], true);

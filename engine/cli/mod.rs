@@ -133,6 +133,9 @@ enum Command {
         /// The run as JSON (the run view, step by step)
         #[arg(long)]
         json: bool,
+        /// Every output line the journal kept for each attempt (else the last 5)
+        #[arg(long)]
+        full: bool,
     },
     /// The journal's integrity
     #[command(subcommand)]
@@ -276,7 +279,7 @@ fn execute(cli: Cli) -> Result<i32> {
             },
             json,
         ),
-        Command::Show { run, json } => runs::show(&settings, &run, json),
+        Command::Show { run, json, full } => runs::show(&settings, &run, json, full),
         Command::Audit(command) => audit::audit(&settings, command),
         Command::Report(args) => reports::report(&settings, args),
         Command::Docs(args) => reports::docs(&settings, args),
