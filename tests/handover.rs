@@ -85,6 +85,8 @@ fn a_handed_over_run_is_resumed_by_its_new_owner_only() {
         run [RUN]  shift v1 — Gate shift
         status:   succeeded
         operator: olga on [HOST]
+        handover: olga → bob by olga at [TIME]: gate waits for ann; then finish it
+        resumed:  by bob at [TIME]
         started:  [TIME]
         finished: [TIME]
         runbook:  [ROOT]/runbooks/shift.yaml (sha256 652cb3527c7fa055)

@@ -4,14 +4,11 @@
 //! broke; the Markdown is read back with a CommonMark renderer (pulldown-cmark, with GitHub
 //! tables), as a code-hosting site would show it.
 
-use std::io::{BufRead, BufReader};
-use std::process::Stdio;
-use std::time::{Duration, Instant};
-
 use pulldown_cmark::{CodeBlockKind, Event, Options, Parser, Tag, TagEnd};
 use regex::Regex;
 use serde_json::Value;
 
+use crate::support::journal::wait_for_event;
 use crate::support::{Output, Workspace};
 
 // ----- helpers -------------------------------------------------------------------------------
@@ -502,20 +499,11 @@ steps:
     shell: echo after
 "#,
     );
-    let mut child = ws
-        .cmd(["run", "slow", "--no-progress"])
-        .command()
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut first = String::new();
-    stdout.read_line(&mut first).unwrap();
-    let id = first.split_whitespace().nth(1).unwrap().to_string();
-    wait_for_step(&ws, &id, "wait");
-    // SAFETY: kill(2) on the pid of a child we spawned and have not reaped yet.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
-    assert_eq!(child.wait().unwrap().code(), Some(4));
+    let mut child = ws.cmd(["run", "slow", "--no-progress"]).spawn();
+    let id = child.first_line_run_id();
+    wait_for_event(&ws, "step_started", "wait");
+    child.interrupt();
+    child.finish().status(4);
     let json = report_json(&ws, &id);
     assert_eq!(json["run"]["status"], "aborted");
     let after = &json["steps"][1];
@@ -695,40 +683,11 @@ fn printed_html_pages_did_not_say_which_run_they_belong_to() {
 /// Starts `runbook`, waits until its step `wait` has started, kills the process (SIGKILL):
 /// the run is left marked running with no process behind it.
 fn run_and_kill(ws: &Workspace, runbook: &str) -> String {
-    let mut child = ws
-        .cmd(["run", runbook, "--no-progress"])
-        .command()
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut first = String::new();
-    stdout.read_line(&mut first).unwrap();
-    let id = first.split_whitespace().nth(1).unwrap().to_string();
-    wait_for_step(ws, &id, "wait");
-    child.kill().unwrap();
-    child.wait().unwrap();
+    let mut child = ws.cmd(["run", runbook, "--no-progress"]).spawn();
+    let id = child.first_line_run_id();
+    wait_for_event(ws, "step_started", "wait");
+    child.kill();
     id
-}
-
-/// Waits until step `step` of run `id` has started.
-fn wait_for_step(ws: &Workspace, id: &str, step: &str) {
-    let started = Instant::now();
-    loop {
-        let json = ws.cmd(["show", id, "--json"]).run();
-        if json.code == 0
-            && json.json()["steps"]
-                .as_array()
-                .is_some_and(|s| s.iter().any(|s| s["id"] == step))
-        {
-            return;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "{step} never started"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 const LONG: &str = r#"runbook: long
