@@ -68,7 +68,7 @@ fn a_handed_over_run_is_resumed_by_its_new_owner_only() {
     act(&ws, "olga", ["resume", &id])
         .run()
         .status(5)
-        .stderr("error: run [RUN] is owned by bob; they resume it, or hand it over first (opsbook handover [RUN] --to olga --note TEXT)\n");
+        .stderr("error: run [RUN] is owned by bob; they resume it, or they (or a supervisor) hand it over to you first: opsbook handover [RUN] --to olga --note TEXT\n");
     assert_eq!(count(&ws, &id, "run_resumed"), 0);
     act(&ws, "bob", ["resume", &id]).run().status(0).stdout(
         "

@@ -207,7 +207,7 @@ fn of_two_concurrent_resumes_one_drives_the_run_and_the_other_is_refused() {
     // The one still running holds the lease.
     let driver = winner.child().id();
     loser.finish().status(5).stdout("").stderr(&format!(
-        "error: refused to start: run [RUN] is being driven by process {driver} on [HOST] (lease renewed [TIME]); wait for it, or stop that process\n"
+        "error: refused: run [RUN] is being driven by process {driver} on [HOST] (lease renewed [TIME]); wait for it, or stop that process\n"
     ));
     ws.file("go", "");
     winner.finish().status(0);
@@ -316,7 +316,7 @@ fn a_run_does_not_resume_or_take_sign_offs_after_its_runbook_changed() {
         .run()
         .status(5)
         .stdout("")
-        .stderr("error: refused to start: the runbook [ROOT]/runbooks/edited.yaml changed since run [RUN] started (sha256 4fbe29d4b295 then, 1ec370abd403 now); a run continues only with the text it started with — start a new run\n");
+        .stderr("error: refused: the runbook [ROOT]/runbooks/edited.yaml changed since run [RUN] started (sha256 4fbe29d4b295 then, 1ec370abd403 now); a run continues only with the text it started with — start a new run\n");
     assert_eq!(events(&ws, &id).len(), before);
 
     // Put back byte for byte, it is the same runbook again.

@@ -260,7 +260,7 @@ fn required_evidence_needs_a_comment() {
             ✓ prep                     succeeded [DURATION]
             … check                    parked     — gate `check` waits: role operator or above, with a comment as evidence
               check asks: Is it fine?
-              sign it from any terminal: opsbook signoff [RUN] --step check --approve [--comment TEXT] --as NAME
+              sign it from any terminal: opsbook signoff [RUN] --step check --approve --comment EVIDENCE --as NAME
               binding [HASH]
             run [RUN] parked (1 succeeded, 0 failed); it waits for a person. Continue it with: opsbook resume [RUN]
             ",

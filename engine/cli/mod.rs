@@ -429,8 +429,14 @@ fn next_steps(result: &RunResult) -> Vec<String> {
             lines.push(format!("  {} asks: {}", parked.step, parked.asks));
         }
         lines.push(format!(
-            "  sign it from any terminal: opsbook signoff {id} --step {} --approve [--comment TEXT] --as NAME\n  binding {}",
-            parked.step, parked.binding
+            "  sign it from any terminal: opsbook signoff {id} --step {} --approve {} --as NAME\n  binding {}",
+            parked.step,
+            if parked.evidence_required {
+                "--comment EVIDENCE"
+            } else {
+                "[--comment TEXT]"
+            },
+            parked.binding
         ));
     }
     let took = format_duration(result.elapsed);
