@@ -174,7 +174,7 @@ pub enum Error {
     #[error("refused to start: runbook `{runbook}` is running now (run {run}); wait for it, or pass --concurrent to run it alongside")]
     AlreadyRunning { runbook: String, run: String },
 
-    #[error("refused to start: run {run} is being driven by process {pid} on {host} (lease renewed {renewed_at}); wait for it, or stop that process")]
+    #[error("refused: run {run} is being driven by process {pid} on {host} (lease renewed {renewed_at}); wait for it, or stop that process")]
     LeaseHeld {
         run: String,
         pid: i64,
@@ -182,7 +182,7 @@ pub enum Error {
         renewed_at: String,
     },
 
-    #[error("refused to start: the runbook {path} changed since run {run} started (sha256 {then} then, {now} now); a run continues only with the text it started with — start a new run")]
+    #[error("refused: the runbook {path} changed since run {run} started (sha256 {then} then, {now} now); a run continues only with the text it started with — start a new run")]
     ChangedSinceStart {
         path: String,
         run: String,

@@ -5,6 +5,7 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
+use crate::support::people::add_operator;
 use crate::support::{journal_events, Workspace, BIN};
 
 /// Starts `opsbook ARGS` on a terminal that script(1) gives it; returns the child, whose
@@ -44,21 +45,6 @@ fn finish(child: std::process::Child) -> (Option<i32>, String) {
 
 fn body(text: &str) -> serde_json::Value {
     serde_json::from_str(text).expect("an event body is JSON")
-}
-
-fn add_operator(ws: &Workspace, name: &str, role: &str, by: Option<&str>) {
-    let mut args = vec!["operator", "add", name, "--role", role];
-    if let Some(by) = by {
-        args.extend(["--as", by]);
-    }
-    ws.cmd(&args)
-        .env("OPSBOOK_NEW_PASSPHRASE", &format!("{name}-passphrase"))
-        .env(
-            "OPSBOOK_PASSPHRASE",
-            &format!("{}-passphrase", by.unwrap_or(name)),
-        )
-        .run()
-        .status(0);
 }
 
 #[test]

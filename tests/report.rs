@@ -13,7 +13,7 @@ use base64::Engine as _;
 use regex::Regex;
 use serde_json::Value;
 
-use crate::support::{expected_hash, journal_events};
+use crate::support::journal::{expected_hash, journal_events};
 use crate::support::{Output, Workspace};
 
 // ----- helpers -------------------------------------------------------------------------------
@@ -62,65 +62,6 @@ fn assert_snapshot(name: &str, actual: &str) {
     );
 }
 
-/// Replaces what changes from run to run (ids, times, durations, hashes, paths, host, user)
-/// with placeholders.
-struct Normaliser {
-    literals: Vec<(String, &'static str)>,
-    /// Applied in order: the patterns, then the host and user names.
-    rules: Vec<(Regex, &'static str)>,
-}
-
-impl Normaliser {
-    fn new(ws: &Workspace, host: &str, user: &str) -> Self {
-        let mut literals = vec![(ws.path().display().to_string(), "<TMP>")];
-        if let Ok(real) = ws.path().canonicalize() {
-            literals.insert(0, (real.display().to_string(), "<TMP>"));
-        }
-        let patterns: &[(&str, &'static str)] = &[
-            // RFC 3339 timestamps.
-            (
-                r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:\d{2})",
-                "<TIME>",
-            ),
-            // SHA-256 hashes (content hash, bindings, journal head).
-            (r"\b[0-9a-f]{64}\b", "<HASH>"),
-            // Run ids (ULIDs, Crockford base 32).
-            (r"\b[0-9A-HJKMNP-TV-Z]{26}\b", "<RUN_ID>"),
-            // Durations in the JSON report and JUnit.
-            (r#""duration_ms": \d+"#, r#""duration_ms": <MS>"#),
-            (r#""seconds": [0-9.]+"#, r#""seconds": <S>"#),
-            (r#"time="[^"]*""#, r#"time="<S>""#),
-            // Durations for people: 850ms, 12.3s, 4m05s.
-            (r"\b\d+m\d{2}s\b", "<DUR>"),
-            (r"\b\d+ms\b", "<DUR>"),
-            (r"\b\d+(?:\.\d+)?s\b", "<DUR>"),
-        ];
-        let mut rules: Vec<(Regex, &'static str)> = patterns
-            .iter()
-            .map(|(p, placeholder)| (Regex::new(p).unwrap(), *placeholder))
-            .collect();
-        let word = |name: &str| Regex::new(&format!(r"\b{}\b", regex::escape(name))).unwrap();
-        if !host.is_empty() {
-            rules.push((word(host), "<HOST>"));
-        }
-        if !user.is_empty() && user != host {
-            rules.push((word(user), "<USER>"));
-        }
-        Self { literals, rules }
-    }
-
-    fn apply(&self, text: &str) -> String {
-        let mut out = text.to_string();
-        for (literal, placeholder) in &self.literals {
-            out = out.replace(literal.as_str(), placeholder);
-        }
-        for (re, placeholder) in &self.rules {
-            out = re.replace_all(&out, *placeholder).into_owned();
-        }
-        out
-    }
-}
-
 /// Text as a browser or XML reader shows it: the entities tera's escaping writes, undone.
 fn unescape(text: &str) -> String {
     text.replace("&lt;", "<")
@@ -160,48 +101,49 @@ fn report(ws: &Workspace, run_id: &str, format: &str) -> Output {
 /// A gate, a step that succeeds on its second attempt, a skipped step, a failing step that
 /// rolls back, and two rollback steps (run in reverse: `restart`, then `restore-config`).
 /// The small sleeps keep every step that ran at 1 ms or more, so "Time" is never blank by chance.
-const DEPLOY: &str = r#"runbook: deploy
-title: Deploy the web tier
-version: 2
-owner: web-team
-description: Deploys a release after a sign-off and rolls back when the smoke test fails.
-risk: medium
-params:
-  release: { type: string, default: "1.4.2", description: The release to deploy }
-steps:
-  - id: approve
-    name: Approve the deploy
-    gate:
-      prompt: Approve deploying release {{ params.release }}
-  - id: fetch
-    name: Fetch the release
-    retry: { attempts: 2, delay: 100ms }
-    shell: |
-      n=$(cat fetch-count 2>/dev/null || echo 0)
-      n=$((n + 1))
-      echo "$n" > fetch-count
-      echo "fetch attempt $n"
-      test "$n" -ge 2
-  - id: notify
-    name: Page the on-call engineer
-    when: "false"
-    shell: echo paging
-  - id: smoke
-    name: Smoke test
-    on_failure: rollback
-    rhai: |
-      sh("sleep 0.02");
-      set("healthy", 1);
-      log("1 of 3 health checks passed");
-      fail("2 of 3 health checks failed");
-rollback:
-  - id: restore-config
-    name: Restore the previous config
-    shell: sleep 0.01; echo config restored
-  - id: restart
-    name: Restart the service
-    shell: sleep 0.01; echo service restarted
-"#;
+const DEPLOY: &str = r#"
+    runbook: deploy
+    title: Deploy the web tier
+    version: 2
+    owner: web-team
+    description: Deploys a release after a sign-off and rolls back when the smoke test fails.
+    risk: medium
+    params:
+      release: { type: string, default: "1.4.2", description: The release to deploy }
+    steps:
+      - id: approve
+        name: Approve the deploy
+        gate:
+          prompt: Approve deploying release {{ params.release }}
+      - id: fetch
+        name: Fetch the release
+        retry: { attempts: 2, delay: 100ms }
+        shell: |
+          n=$(cat fetch-count 2>/dev/null || echo 0)
+          n=$((n + 1))
+          echo "$n" > fetch-count
+          echo "fetch attempt $n"
+          test "$n" -ge 2
+      - id: notify
+        name: Page the on-call engineer
+        when: "false"
+        shell: echo paging
+      - id: smoke
+        name: Smoke test
+        on_failure: rollback
+        rhai: |
+          sh("sleep 0.02");
+          set("healthy", 1);
+          log("1 of 3 health checks passed");
+          fail("2 of 3 health checks failed");
+    rollback:
+      - id: restore-config
+        name: Restore the previous config
+        shell: sleep 0.01; echo config restored
+      - id: restart
+        name: Restart the service
+        shell: sleep 0.01; echo service restarted
+    "#;
 
 #[test]
 fn every_report_format_matches_its_snapshot() {
@@ -221,12 +163,23 @@ fn every_report_format_matches_its_snapshot() {
     ws.cmd(["resume", &id])
         .run()
         .status(1)
-        .stdout_has("rolling back");
+        .stdout("
+            run [RUN] deploy v2 (resumed)
+            Deploy the web tier — resumed by [USER]
+            ✓ approve                  succeeded [DURATION]  Approve the deploy — approved by [USER]
+            ✓ fetch                    succeeded [DURATION]  Fetch the release
+            - notify                   skipped     Page the on-call engineer — condition `when: false` is false
+            ✗ smoke                    failed [DURATION]  Smoke test — 2 of 3 health checks failed (script line 4, column 1)
+            step `smoke` failed; rolling back: restart, restore-config
+            ✓ restart                  succeeded [DURATION]  Restart the service
+            ✓ restore-config           succeeded [DURATION]  Restore the previous config
+            run [RUN] failed in [DURATION]: 2 succeeded, 1 failed, 1 skipped, rollback: 2 of 2 steps done, 0 failed. Details: opsbook show [RUN]
+            ");
 
     // JSON: it parses, carries its schema version and says what happened.
     let json_out = report(&ws, &id, "json");
     let json = json_out.json();
-    assert_eq!(json["schema_version"], 1, "{json:#}");
+    assert_eq!(json["schema_version"], 2, "{json:#}");
     assert_eq!(json["run"]["id"], id.as_str());
     assert_eq!(json["run"]["status"], "failed");
     assert_eq!(json["run"]["rolled_back"], true);
@@ -285,12 +238,15 @@ fn every_report_format_matches_its_snapshot() {
         (&Value::from(6), &Value::from(1), &Value::from(1))
     );
 
-    let host = json["run"]["host"].as_str().unwrap_or_default().to_string();
-    let user = json["run"]["operator"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    let norm = Normaliser::new(&ws, &host, &user);
+    // The run was journaled with this machine's host and user names, which `normalise` replaces.
+    assert_eq!(
+        ws.normalise(json["run"]["host"].as_str().unwrap()),
+        "[HOST]"
+    );
+    assert_eq!(
+        ws.normalise(json["run"]["operator"].as_str().unwrap()),
+        "[USER]"
+    );
 
     // HTML and JUnit through -o, Markdown and JSON from standard output.
     let html_path = ws.path().join("out/run.html");
@@ -319,10 +275,10 @@ fn every_report_format_matches_its_snapshot() {
     let md = report(&ws, &id, "md").stdout;
     assert!(md.starts_with("# Deploy the web tier"), "{md}");
 
-    assert_snapshot("run.html", &norm.apply(&html));
-    assert_snapshot("run.md", &norm.apply(&md));
-    assert_snapshot("run.json", &norm.apply(&json_out.stdout));
-    assert_snapshot("run.junit.xml", &norm.apply(&junit));
+    assert_snapshot("run.html", &ws.normalise(&html));
+    assert_snapshot("run.md", &ws.normalise(&md));
+    assert_snapshot("run.json", &ws.normalise(&json_out.stdout));
+    assert_snapshot("run.junit.xml", &ws.normalise(&junit));
 }
 
 // ----- 2. escaping in the HTML report ----------------------------------------------------------
@@ -332,19 +288,20 @@ fn html_report_escapes_step_output_and_fetches_nothing() {
     let ws = Workspace::new();
     ws.runbook(
         "xss",
-        r#"runbook: xss
-title: Escaping
-steps:
-  - id: rhai-out
-    rhai: |
-      set("x", "<script>alert(1)</script>");
-      log("<script>alert(1)</script>");
-  - id: shell-out
-    shell: echo '<script>alert(1)</script>'
-  - id: fails
-    rhai: |
-      fail("<script>alert(1)</script>");
-"#,
+        r#"
+        runbook: xss
+        title: Escaping
+        steps:
+          - id: rhai-out
+            rhai: |
+              set("x", "<script>alert(1)</script>");
+              log("<script>alert(1)</script>");
+          - id: shell-out
+            shell: echo '<script>alert(1)</script>'
+          - id: fails
+            rhai: |
+              fail("<script>alert(1)</script>");
+        "#,
     );
     let id = run_nonint(&ws, "xss").status(1).run_id();
     let html = report(&ws, &id, "html").stdout;
@@ -383,69 +340,70 @@ steps:
 const SENTINEL: &str = "s3ntinel~Secret-9x7";
 const SENTINEL_CERT: &str = "first-line-K2p9\nsecond-line-Z7q4";
 
-const LEAK: &str = r#"runbook: leak
-title: Secret leak test
-params:
-  token: { type: string, secret: true, env: SENTINEL_SECRET, required: true, description: API token }
-  cert: { type: string, secret: true, env: SENTINEL_CERT, required: true, description: A PEM-like block }
-steps:
-  - id: shell-streams
-    shell: |
-      echo "stdout: $OPSBOOK_PARAM_TOKEN"
-      echo "stderr: $OPSBOOK_PARAM_TOKEN" >&2
-  - id: shell-placeholder
-    shell: echo token={{ params.token }} again={{ params.token }}
-  - id: shell-encoded
-    shell: |
-      printf %s "$OPSBOOK_PARAM_TOKEN" | base64
-      printf %s "$OPSBOOK_PARAM_TOKEN" | base64 | tr '+/' '-_'
-      printf %s "$OPSBOOK_PARAM_TOKEN" | base64 | tr -d '='
-      printf %s "$OPSBOOK_PARAM_TOKEN" | base64 | tr '+/' '-_' | tr -d '='
-      printf %s "$OPSBOOK_PARAM_TOKEN" | base64 >&2
-      s="$OPSBOOK_PARAM_TOKEN"; out=""
-      while [ -n "$s" ]; do
-        c="${s%"${s#?}"}"; s="${s#?}"
-        case "$c" in
-          [a-zA-Z0-9]) out="$out$c" ;;
-          *) out="$out$(printf '%%%02X' "'$c")" ;;
-        esac
-      done
-      echo "url=$out"
-      echo "embedded:prefix-${OPSBOOK_PARAM_TOKEN}-suffix"
-  - id: shell-multiline
-    shell: |
-      printf '%s\n' "$OPSBOOK_PARAM_CERT"
-      printf '%s\n' "$OPSBOOK_PARAM_CERT" | sed -n 2p >&2
-      printf '%s\n' "$OPSBOOK_PARAM_CERT" | sed -n 1p | tr -d '\n' | base64
-  - id: rhai-all
-    rhai: |
-      print(params.token);
-      debug(params.token);
-      log("log: " + params.token);
-      set("copy", params.token);
-      set("concat", "user=admin;password=" + params.token + ";db=main");
-      let pct = params.token;
-      pct.replace("~", "%7E");
-      pct.replace("-", "%2D");
-      set("pct", pct);
-      set(params.token, "as a key");
-      metric(params.token, 1);
-      for line in params.cert.split("\n") { log("cert line: " + line); }
-      set("cert", params.cert);
-      let r = sh("echo from-sh $OPSBOOK_PARAM_TOKEN; echo err-sh $OPSBOOK_PARAM_TOKEN >&2");
-      set("sh_out", r.stdout);
-      set("sh_err", r.stderr);
-  - id: rhai-parse
-    on_failure: continue
-    rhai: |
-      let n = parse_int(params.token);
-  - id: fails-shell
-    on_failure: continue
-    shell: echo "bad token $OPSBOOK_PARAM_TOKEN" >&2; exit 4
-  - id: fails
-    rhai: |
-      fail("login refused for token " + params.token);
-"#;
+const LEAK: &str = r#"
+    runbook: leak
+    title: Secret leak test
+    params:
+      token: { type: string, secret: true, env: SENTINEL_SECRET, required: true, description: API token }
+      cert: { type: string, secret: true, env: SENTINEL_CERT, required: true, description: A PEM-like block }
+    steps:
+      - id: shell-streams
+        shell: |
+          echo "stdout: $OPSBOOK_PARAM_TOKEN"
+          echo "stderr: $OPSBOOK_PARAM_TOKEN" >&2
+      - id: shell-placeholder
+        shell: echo token={{ params.token }} again={{ params.token }}
+      - id: shell-encoded
+        shell: |
+          printf %s "$OPSBOOK_PARAM_TOKEN" | base64
+          printf %s "$OPSBOOK_PARAM_TOKEN" | base64 | tr '+/' '-_'
+          printf %s "$OPSBOOK_PARAM_TOKEN" | base64 | tr -d '='
+          printf %s "$OPSBOOK_PARAM_TOKEN" | base64 | tr '+/' '-_' | tr -d '='
+          printf %s "$OPSBOOK_PARAM_TOKEN" | base64 >&2
+          s="$OPSBOOK_PARAM_TOKEN"; out=""
+          while [ -n "$s" ]; do
+            c="${s%"${s#?}"}"; s="${s#?}"
+            case "$c" in
+              [a-zA-Z0-9]) out="$out$c" ;;
+              *) out="$out$(printf '%%%02X' "'$c")" ;;
+            esac
+          done
+          echo "url=$out"
+          echo "embedded:prefix-${OPSBOOK_PARAM_TOKEN}-suffix"
+      - id: shell-multiline
+        shell: |
+          printf '%s\n' "$OPSBOOK_PARAM_CERT"
+          printf '%s\n' "$OPSBOOK_PARAM_CERT" | sed -n 2p >&2
+          printf '%s\n' "$OPSBOOK_PARAM_CERT" | sed -n 1p | tr -d '\n' | base64
+      - id: rhai-all
+        rhai: |
+          print(params.token);
+          debug(params.token);
+          log("log: " + params.token);
+          set("copy", params.token);
+          set("concat", "user=admin;password=" + params.token + ";db=main");
+          let pct = params.token;
+          pct.replace("~", "%7E");
+          pct.replace("-", "%2D");
+          set("pct", pct);
+          set(params.token, "as a key");
+          metric(params.token, 1);
+          for line in params.cert.split("\n") { log("cert line: " + line); }
+          set("cert", params.cert);
+          let r = sh("echo from-sh $OPSBOOK_PARAM_TOKEN; echo err-sh $OPSBOOK_PARAM_TOKEN >&2");
+          set("sh_out", r.stdout);
+          set("sh_err", r.stderr);
+      - id: rhai-parse
+        on_failure: continue
+        rhai: |
+          let n = parse_int(params.token);
+      - id: fails-shell
+        on_failure: continue
+        shell: echo "bad token $OPSBOOK_PARAM_TOKEN" >&2; exit 4
+      - id: fails
+        rhai: |
+          fail("login refused for token " + params.token);
+    "#;
 
 /// Every spelling of `secret` the test searches for: raw, base64 (standard and URL-safe, with
 /// and without padding), percent-encoded (upper- and lower-case hex), for the whole value and
@@ -612,7 +570,17 @@ fn a_secret_appears_in_no_file_output_or_report_in_any_encoding() {
 fn chained_journal(ws: &Workspace) -> String {
     ws.runbook(
         "chain",
-        "runbook: chain\ntitle: Chain\nsteps:\n  - id: one\n    shell: echo one\n  - id: two\n    shell: echo two\n  - id: three\n    shell: echo three\n",
+        "
+        runbook: chain
+        title: Chain
+        steps:
+          - id: one
+            shell: echo one
+          - id: two
+            shell: echo two
+          - id: three
+            shell: echo three
+        ",
     );
     let id = run_nonint(ws, "chain").status(0).run_id();
     let n: i64 = ws
@@ -623,7 +591,7 @@ fn chained_journal(ws: &Workspace) -> String {
     ws.cmd(["audit", "verify"])
         .run()
         .status(0)
-        .stdout_has("intact: the journal: 11 events verified");
+        .stdout("intact: the journal: 11 events verified; head [HASH]\n");
     id
 }
 
@@ -659,16 +627,14 @@ fn editing_one_byte_of_an_event_body_is_detected_at_that_event() {
     ws.cmd(["audit", "verify"])
         .run()
         .status(1)
-        .stdout_has("BROKEN: the journal: event 5: ")
-        .stdout_has("edited");
-    ws.cmd(["audit", "verify", &id])
-        .run()
-        .status(1)
-        .stdout_has(&format!("BROKEN: run {id}: event 5: "));
+        .stdout("BROKEN: the journal: event 5: its content does not match its hash (the event was edited)\n");
+    ws.cmd(["audit", "verify", &id]).run().status(1).stdout(
+        "BROKEN: run [RUN]: event 5: its content does not match its hash (the event was edited)\n",
+    );
     let verdict = ws.cmd(["audit", "verify", "--json"]).run().status(1).json();
     assert_eq!(verdict["intact"], false);
     assert_eq!(verdict["first_break"]["seq"], 5);
-    // A report of the run says so too.
+    // A report of the run says so too (the report's text is pinned by the snapshots).
     ws.cmd(["report", &id, "--format", "md"])
         .run()
         .status(0)
@@ -683,12 +649,11 @@ fn deleting_an_event_is_detected_at_that_event() {
     ws.cmd(["audit", "verify"])
         .run()
         .status(1)
-        .stdout_has("BROKEN: the journal: event 6: ")
-        .stdout_has("missing");
+        .stdout("BROKEN: the journal: event 6: event 6 is missing (the next stored event is 7)\n");
     ws.cmd(["audit", "verify", &id])
         .run()
         .status(1)
-        .stdout_has("event 6: ");
+        .stdout("BROKEN: run [RUN]: event 6: event 6 is missing (the next stored event is 7)\n");
 }
 
 #[test]
@@ -708,8 +673,7 @@ fn swapping_two_events_is_detected_at_the_first_of_them() {
     ws.cmd(["audit", "verify"])
         .run()
         .status(1)
-        .stdout_has("BROKEN: the journal: event 7: ")
-        .stdout_has("prev_hash");
+        .stdout("BROKEN: the journal: event 7: its prev_hash is not the hash of the event before it (an event was removed, reordered or rewritten)\n");
 }
 
 #[test]
@@ -762,13 +726,12 @@ fn a_journal_rewritten_and_rechained_passes_verify_but_not_against_the_recorded_
     ws.cmd(["audit", "verify"])
         .run()
         .status(0)
-        .stdout_has("intact");
+        .stdout("intact: the journal: 11 events verified; head [HASH]\n");
     ws.cmd(["audit", "verify", "--expect-head", &recorded])
         .run()
         .status(1)
-        .stdout_has("BROKEN")
-        .stdout_has(&recorded)
-        .stdout_has("not in the journal");
+        .stdout("BROKEN: the journal: the recorded head [HASH] is not in the journal: it was rewritten and re-chained, or cut short, after that head was recorded\n")
+        .stdout_has(&recorded);
     let verdict = ws
         .cmd(["audit", "verify", "--expect-head", &recorded, "--json"])
         .run()
@@ -793,11 +756,12 @@ fn a_journal_cut_short_is_caught_only_against_the_recorded_head() {
     ws.cmd(["audit", "verify"])
         .run()
         .status(0)
-        .stdout_has("10 events verified");
+        .stdout("intact: the journal: 10 events verified; head [HASH]\n");
     ws.cmd(["audit", "verify", "--expect-head", &recorded])
         .run()
         .status(1)
-        .stdout_has("not in the journal");
+        .stdout("BROKEN: the journal: the recorded head [HASH] is not in the journal: it was rewritten and re-chained, or cut short, after that head was recorded\n")
+        .stdout_has(&recorded);
 }
 
 // ----- 5. runbook documents --------------------------------------------------------------------
@@ -899,10 +863,10 @@ fn docs_all_writes_one_document_per_runbook_and_an_index() {
         if let Some(f) = format {
             args.extend(["--format".into(), f.into()]);
         }
-        ws.cmd(&args)
-            .run()
-            .status(0)
-            .stdout_has(&format!("{} runbook document(s)", ids.len()));
+        ws.cmd(&args).run().status(0).stdout(&format!(
+            "{} runbook document(s) and an index written to [ROOT]/docs-{ext}\n",
+            ids.len()
+        ));
         let mut written: Vec<String> = std::fs::read_dir(&dir)
             .unwrap()
             .flatten()
@@ -930,33 +894,114 @@ fn an_overdue_review_is_warned_about_and_shown_in_the_document() {
     let ws = Workspace::new();
     ws.runbook(
         "old",
-        "runbook: old\ntitle: An old runbook\nreview_every: 30d\nlast_reviewed: 2020-01-01\nsteps:\n  - id: hello\n    shell: echo hello\n",
+        "
+        runbook: old
+        title: An old runbook
+        review_every: 30d
+        last_reviewed: 2020-01-01
+        steps:
+          - id: hello
+            shell: echo hello
+        ",
     );
-    let today = chrono::Local::now().date_naive().to_string();
+    let today = chrono::Local::now().date_naive();
     ws.runbook(
         "fresh",
-        &format!("runbook: fresh\ntitle: A fresh runbook\nreview_every: 30d\nlast_reviewed: {today}\nsteps:\n  - id: hello\n    shell: echo hello\n"),
+        &format!(
+            "
+            runbook: fresh
+            title: A fresh runbook
+            review_every: 30d
+            last_reviewed: {today}
+            steps:
+              - id: hello
+                shell: echo hello
+            "
+        ),
     );
-    let check = ws.cmd(["check"]).run().status(0).stdout_has("1 warning");
-    assert!(
-        check.stderr.contains("old.yaml:4:") && check.stderr.contains("review overdue"),
-        "{}",
-        check.stderr
-    );
-    assert!(!check.stderr.contains("fresh.yaml"), "{}", check.stderr);
+    ws.cmd(["check"])
+        .run()
+        .status(0)
+        .stdout("2 runbook(s) valid, 1 warning(s) (scripts folders checked: 1)\n")
+        .stderr("
+            [ROOT]/runbooks/old.yaml:4:16: warning: review overdue: last reviewed 2020-01-01, due every 30d (since 2020-01-31); review the runbook and update `last_reviewed`
+              |
+            4 | last_reviewed: 2020-01-01
+              |                ^
+            ");
 
     ws.cmd(["docs", "old", "--format", "md"])
         .run()
         .status(0)
-        .stdout_has("Review overdue");
+        .stdout("
+            # An old runbook
+
+            `old` v1 · risk **low**
+
+
+            Last reviewed 2020-01-01, to be reviewed every 30d (next by 2020-01-31). **Review overdue.**
+
+            Run it with `opsbook run old`. Text hash `1b16164126e2`.
+
+            Operator: ______________________  Date: ______________  Host: ______________________
+
+            ## Steps
+
+            ### 1. hello
+
+            shell:
+
+            ```sh
+            echo hello
+            ```
+
+            *timeout 30m00s*
+
+            ");
+    // The HTML document is mostly its stylesheet: only the warning is looked for.
     ws.cmd(["docs", "old", "--format", "html"])
         .run()
         .status(0)
         .stdout_has("Review overdue");
+    // The text hash is the SHA-256 of the file, which holds today's date.
+    let text_hash = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(
+            std::fs::read(ws.path().join("runbooks/fresh.yaml")).unwrap(),
+        ))
+    };
     ws.cmd(["docs", "fresh", "--format", "md"])
         .run()
         .status(0)
-        .stdout_lacks("overdue");
+        .stdout(&format!(
+            "
+            # A fresh runbook
+
+            `fresh` v1 · risk **low**
+
+
+            Last reviewed {today}, to be reviewed every 30d (next by {next}).
+
+            Run it with `opsbook run fresh`. Text hash `{text_hash}`.
+
+            Operator: ______________________  Date: ______________  Host: ______________________
+
+            ## Steps
+
+            ### 1. hello
+
+            shell:
+
+            ```sh
+            echo hello
+            ```
+
+            *timeout 30m00s*
+
+            ",
+            next = today + chrono::Days::new(30),
+            text_hash = &text_hash[..12],
+        ));
     let dir = ws.path().join("docs");
     ws.cmd(["docs", "--all", "-o", dir.to_str().unwrap()])
         .run()
@@ -970,7 +1015,16 @@ fn an_overdue_review_is_warned_about_and_shown_in_the_document() {
 
 // ----- 6. run --report and custom templates ------------------------------------------------------
 
-const HELLO: &str = "runbook: hello\ntitle: Hello\nsteps:\n  - id: one\n    shell: echo one\n  - id: two\n    rhai: |\n      set(\"answer\", 42);\n";
+const HELLO: &str = r#"
+    runbook: hello
+    title: Hello
+    steps:
+      - id: one
+        shell: echo one
+      - id: two
+        rhai: |
+          set("answer", 42);
+    "#;
 
 #[test]
 fn run_with_report_writes_the_report_of_the_finished_run() {
@@ -979,7 +1033,16 @@ fn run_with_report_writes_the_report_of_the_finished_run() {
     let path = ws.path().join("reports/out.html");
     let out = run_nonint_with(&ws, &["--report", path.to_str().unwrap()])
         .status(0)
-        .stdout_has("report: ");
+        .stdout(
+            "
+            run [RUN] hello v1
+            Hello — 2 step(s), operator [USER] (unverified)
+            ✓ one                      succeeded [DURATION]
+            ✓ two                      succeeded [DURATION]
+            run [RUN] succeeded in [DURATION]: 2 succeeded, 0 failed. Details: opsbook show [RUN]
+            report: [ROOT]/reports/out.html
+            ",
+        );
     let id = out.run_id();
     let html = std::fs::read_to_string(&path).expect("the report was written");
     assert!(html.starts_with("<!DOCTYPE html>"), "{html}");
@@ -1002,7 +1065,7 @@ fn run_with_report_writes_the_report_of_the_finished_run() {
         .unwrap();
     run_nonint_with(&ws, &["--report", "out.txt"])
         .status(2)
-        .stderr_has(".xml");
+        .stderr("error: out.txt: name the report .html, .md, .json or .xml (JUnit) so its format is known\n");
     let after: i64 = ws
         .journal()
         .query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))
@@ -1077,8 +1140,16 @@ fn an_invalid_template_is_a_clear_error() {
         .cmd(["report", &id, "--template", broken.to_str().unwrap()])
         .run()
         .status(2)
-        .stderr_has("broken.md")
-        .stderr_has("2:");
+        .stderr(
+            "
+            error: [ROOT]/broken.md: Failed to parse 'run.md':  --> 2:13
+              |
+            2 | {% for s in %}
+              |             ^---
+              |
+              = expected an expression or an array of values
+            ",
+        );
     assert!(out.stdout.is_empty(), "{}", out.stdout);
     ws.cmd([
         "report",
@@ -1088,8 +1159,7 @@ fn an_invalid_template_is_a_clear_error() {
     ])
     .run()
     .status(2)
-    .stderr_has("missing.md")
-    .stderr_has("cannot read the template");
+    .stderr("error: [ROOT]/missing.md: cannot read the template: No such file or directory (os error 2)\n");
 }
 
 #[test]
@@ -1106,8 +1176,7 @@ fn a_template_that_fails_to_render_names_its_file() {
     ])
     .run()
     .status(2)
-    .stderr_has("run.statuss")
-    .stderr_has("typo.md");
+    .stderr("error: [ROOT]/typo.md: Failed to render 'run.md': Variable `run.statuss` not found in context while rendering 'run.md'\n");
 }
 
 // ----- engine bugs found while writing these tests (ignored until fixed) ---------------------
@@ -1117,23 +1186,24 @@ fn a_secret_percent_encoded_with_lower_case_hex_is_masked() {
     let ws = Workspace::new();
     ws.runbook(
         "pct",
-        r#"runbook: pct
-title: Lower-case percent-encoding
-params:
-  token: { type: string, secret: true, env: SENTINEL_SECRET, required: true }
-steps:
-  - id: encode
-    shell: |
-      s="$OPSBOOK_PARAM_TOKEN"; out=""
-      while [ -n "$s" ]; do
-        c="${s%"${s#?}"}"; s="${s#?}"
-        case "$c" in
-          [a-zA-Z0-9]) out="$out$c" ;;
-          *) out="$out$(printf '%%%02x' "'$c")" ;;
-        esac
-      done
-      echo "url=$out"
-"#,
+        r#"
+        runbook: pct
+        title: Lower-case percent-encoding
+        params:
+          token: { type: string, secret: true, env: SENTINEL_SECRET, required: true }
+        steps:
+          - id: encode
+            shell: |
+              s="$OPSBOOK_PARAM_TOKEN"; out=""
+              while [ -n "$s" ]; do
+                c="${s%"${s#?}"}"; s="${s#?}"
+                case "$c" in
+                  [a-zA-Z0-9]) out="$out$c" ;;
+                  *) out="$out$(printf '%%%02x' "'$c")" ;;
+                esac
+              done
+              echo "url=$out"
+        "#,
     );
     let id = ws
         .cmd(["run", "pct", "--non-interactive"])
@@ -1162,7 +1232,7 @@ fn the_head_of_an_empty_journal_is_accepted_as_a_recorded_head() {
     ws.cmd(["audit", "verify", "--expect-head", &recorded])
         .run()
         .status(0)
-        .stdout_has("intact");
+        .stdout("intact: the journal: 8 events verified; head [HASH]\n");
 }
 
 #[test]
@@ -1176,5 +1246,8 @@ fn a_truncated_expect_head_is_bad_input_not_a_broken_journal() {
     ws.cmd(["audit", "verify", "--expect-head", &head[..20]])
         .run()
         .status(2)
-        .stderr_has("64 hex digits");
+        .stderr(&format!(
+            "error: --expect-head {}: give the full head hash, 64 hex digits, as `opsbook audit head` prints it\n",
+            &head[..20]
+        ));
 }

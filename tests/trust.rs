@@ -1,6 +1,7 @@
 //! What a hostile value cannot do: become shell code through a placeholder, reach a step that
 //! does not use it. Each test is named after what broke.
 
+use crate::support::people::add_operator;
 use crate::support::Workspace;
 
 #[test]
@@ -414,22 +415,6 @@ fn an_unreadable_value_in_the_journal_is_a_break_not_a_database_error() {
         out.stdout,
         out.stderr
     );
-}
-
-/// Adds `name` with `role` (the first operator becomes a supervisor by itself).
-fn add_operator(ws: &Workspace, name: &str, role: &str, by: Option<&str>) {
-    let mut args = vec!["operator", "add", name, "--role", role];
-    if let Some(by) = by {
-        args.extend(["--as", by]);
-    }
-    ws.cmd(&args)
-        .env("OPSBOOK_NEW_PASSPHRASE", &format!("{name}-passphrase"))
-        .env(
-            "OPSBOOK_PASSPHRASE",
-            &format!("{}-passphrase", by.unwrap_or(name)),
-        )
-        .run()
-        .status(0);
 }
 
 #[test]

@@ -134,6 +134,9 @@ enum Command {
         /// The run as JSON (the run view, step by step)
         #[arg(long)]
         json: bool,
+        /// Every output line the journal kept for each attempt (else the last 5)
+        #[arg(long)]
+        full: bool,
     },
     /// The journal's integrity
     #[command(subcommand)]
@@ -286,7 +289,7 @@ fn execute(cli: Cli) -> Result<i32> {
             },
             json,
         ),
-        Command::Show { run, json } => runs::show(&settings, &run, json),
+        Command::Show { run, json, full } => runs::show(&settings, &run, json, full),
         Command::Audit(command) => audit::audit(&settings, command),
         Command::Report(args) => reports::report(&settings, args),
         Command::Docs(args) => reports::docs(&settings, args),
@@ -439,8 +442,14 @@ fn next_steps(result: &RunResult) -> Vec<String> {
             lines.push(format!("  {} asks: {}", parked.step, parked.asks));
         }
         lines.push(format!(
-            "  sign it from any terminal: opsbook signoff {id} --step {} --approve [--comment TEXT] --as NAME\n  binding {}",
-            parked.step, parked.binding
+            "  sign it from any terminal: opsbook signoff {id} --step {} --approve {} --as NAME\n  binding {}",
+            parked.step,
+            if parked.evidence_required {
+                "--comment EVIDENCE"
+            } else {
+                "[--comment TEXT]"
+            },
+            parked.binding
         ));
     }
     let took = format_duration(result.elapsed);

@@ -9,9 +9,11 @@ use super::load_plan;
 use crate::config::Settings;
 use crate::error::{exit, Error, Result};
 use crate::journal::view;
+use crate::journal::view::RunView;
 use crate::journal::Journal;
-use crate::report::{Format, Renderer, RunReport, RunbookDoc};
+use crate::report::{Format, Renderer, RunContext, RunReport, RunbookDoc};
 use crate::runbook::library::{self, runbook_files};
+use crate::runbook::SourceFile;
 
 #[derive(Debug, Args)]
 pub struct ReportArgs {
@@ -106,7 +108,37 @@ fn render_run_report(
     if let Some(t) = template {
         renderer.override_template(format, t)?;
     }
-    renderer.render_run(&RunReport::new(view, chain), format)
+    let context = run_context(settings, &view)?;
+    renderer.render_run(&RunReport::with_context(view, chain, context), format)
+}
+
+/// What a report needs beyond the journal: the runbook's steps, from its file when that still
+/// has the run's content (else why not), and whether a running run has lost its process.
+pub fn run_context(settings: &Settings, view: &RunView) -> Result<RunContext> {
+    let interrupted = view.status == crate::journal::event::RunStatus::Running
+        && !crate::journal::lease::Lease::is_held_elsewhere(&settings.db, &view.id)?;
+    let unlisted = "the steps this run did not reach cannot be listed";
+    let path = Path::new(&view.path);
+    let plan = match SourceFile::read(path) {
+        Err(e) => Err(format!(
+            "The runbook file is gone or unreadable ({e}): {unlisted}."
+        )),
+        Ok(source) if source.content_hash != view.content_hash => Err(format!(
+            "The runbook file {} has changed since this run (its content hash is now {}, the run's was {}): {unlisted}.",
+            path.display(),
+            &source.content_hash[..12],
+            view.content_hash.chars().take(12).collect::<String>(),
+        )),
+        Ok(_) => match library::load(settings, path) {
+            Ok(loaded) => Ok(RunContext::planned_steps(&loaded.plan)),
+            Err(e) => Err(format!(
+                "The runbook file {} still has this run's content but does not load now ({}): {unlisted}.",
+                path.display(),
+                e.to_string().lines().next().unwrap_or_default()
+            )),
+        },
+    };
+    Ok(RunContext { plan, interrupted })
 }
 
 pub fn report(settings: &Settings, args: ReportArgs) -> Result<i32> {

@@ -99,16 +99,34 @@ fn parse_since(text: &str) -> Result<chrono::DateTime<chrono::FixedOffset>> {
     Ok(then.fixed_offset())
 }
 
-pub fn show(settings: &Settings, run: &str, json: bool) -> Result<i32> {
+pub fn show(settings: &Settings, run: &str, json: bool, full: bool) -> Result<i32> {
     let journal = Journal::open_read_only(&settings.db)?;
     let view = view::load_run(&journal, run)?;
+    // A run still marked running whose process is gone was interrupted: it needs a resume.
+    let interrupted = view.status == RunStatus::Running
+        && !crate::journal::lease::Lease::is_held_elsewhere(&settings.db, &view.id)?;
     if json {
-        outln!("{}", to_json(&view)?);
+        // The journal's status, and `interrupted: true` when its process is gone, as `runs
+        // --json` says it.
+        #[derive(serde::Serialize)]
+        struct Shown<'a> {
+            #[serde(flatten)]
+            run: &'a view::RunView,
+            #[serde(skip_serializing_if = "std::ops::Not::not")]
+            interrupted: bool,
+        }
+        let json = to_json(&Shown {
+            run: &view,
+            interrupted,
+        })?;
+        // JSON escapes every control character but DEL: `\u007f` keeps it valid when printed.
+        outln!("{}", json.replace('\u{7f}', "\\u007f"));
     } else {
-        out!("{}", text::render_run(&view));
-        if view.status == RunStatus::Running
-            && !crate::journal::lease::Lease::is_held_elsewhere(&settings.db, &view.id)?
-        {
+        out!(
+            "{}",
+            text::render_run(&view, text::ShowOptions { interrupted, full })
+        );
+        if interrupted {
             outln!(
                 "\nthis run was interrupted: no process drives it. Continue it with: opsbook resume {}",
                 view.id

@@ -45,6 +45,7 @@ impl Executor {
         reason: String,
         waiting_for: WaitingFor,
         binding: String,
+        evidence_required: bool,
     ) -> Result<StepOutcome> {
         let step_asks = self
             .current_view()?
@@ -64,6 +65,7 @@ impl Executor {
             .push(ParkedStep {
                 step: step.id.clone(),
                 asks: step_asks,
+                evidence_required,
                 binding,
             });
         self.progress.step_parked(
@@ -240,6 +242,7 @@ impl Executor {
                 format!("{what} `{}` waits: {}", step.id, policy.who_may_sign(&view)),
                 waiting_for,
                 binding,
+                policy.evidence_required,
             );
         }
     }

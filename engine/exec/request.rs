@@ -69,6 +69,8 @@ pub struct ParkedStep {
     pub step: String,
     /// What the step asks of a person.
     pub asks: String,
+    /// A sign-off needs a comment as evidence.
+    pub evidence_required: bool,
     pub binding: String,
 }
 

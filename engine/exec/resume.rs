@@ -85,7 +85,7 @@ pub fn prepare(
             run: view.id.clone(),
             owner: view.owner.clone(),
             what: format!(
-                "they resume it, or hand it over first (opsbook handover {} --to {} --note TEXT)",
+                "they resume it, or they (or a supervisor) hand it over to you first: opsbook handover {} --to {} --note TEXT",
                 view.id, operator.name
             ),
         });

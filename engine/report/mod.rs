@@ -17,11 +17,13 @@ mod run_report;
 mod runbook_doc;
 pub mod text;
 
-pub use run_report::RunReport;
+pub use run_report::{RunContext, RunReport};
 pub use runbook_doc::RunbookDoc;
 
-/// The version of the JSON report's schema (documented in the README).
-pub const SCHEMA_VERSION: u32 = 1;
+/// The version of the JSON report's schema (documented in the README). 2: `run.steps` is
+/// gone (the steps are `steps`), `run.status` says `interrupted`, steps not reached are
+/// listed, and `counts` and `totals` count the same steps.
+pub const SCHEMA_VERSION: u32 = 2;
 
 const BUILT_IN: &[(&str, &str)] = &[
     ("run.html", include_str!("../../reports/run.html")),
@@ -121,12 +123,22 @@ impl Renderer {
 
     pub fn render_run(&self, report: &RunReport, format: Format) -> Result<String> {
         if format == Format::Json {
-            return serde_json::to_string_pretty(report).map_err(|e| Error::Encode {
-                what: "the JSON report",
-                problem: e.to_string(),
-            });
+            // JSON escapes every control character but DEL: written as `\u007f`, the report
+            // stays valid JSON when the terminal's escaping shows it.
+            return serde_json::to_string_pretty(report)
+                .map(|json| json.replace('\u{7f}', "\\u007f"))
+                .map_err(|e| Error::Encode {
+                    what: "the JSON report",
+                    problem: e.to_string(),
+                });
         }
-        let context = Context::from_serialize(report).map_err(|e| Error::Encode {
+        let mut value = serde_json::to_value(report).map_err(|e| Error::Encode {
+            what: "the report context",
+            problem: e.to_string(),
+        })?;
+        // What a terminal, a browser or an XML reader would obey or refuse is shown instead.
+        printable_everywhere(&mut value);
+        let context = Context::from_value(value).map_err(|e| Error::Encode {
             what: "the report context",
             problem: e.to_string(),
         })?;
@@ -169,6 +181,33 @@ impl Renderer {
         self.tera
             .render(name, context)
             .map_err(|e| template_error(name, self.files.get(name).map(|p| p.as_path()), &e))
+    }
+}
+
+/// Every string in `value`, keys included, with its control characters and bidirectional
+/// marks escaped (`\x1b`): HTML and XML escaping leave them as they are, and XML 1.0 does
+/// not even allow most of them.
+fn printable_everywhere(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    use std::borrow::Cow;
+    match value {
+        Value::String(s) => {
+            if let Cow::Owned(escaped) = crate::printable::escape(s) {
+                *s = escaped;
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(printable_everywhere),
+        Value::Object(map) => {
+            map.values_mut().for_each(printable_everywhere);
+            let unsafe_key = |k: &String| matches!(crate::printable::escape(k), Cow::Owned(_));
+            if map.keys().any(unsafe_key) {
+                *map = std::mem::take(map)
+                    .into_iter()
+                    .map(|(k, v)| (crate::printable::escape(&k).into_owned(), v))
+                    .collect();
+            }
+        }
+        _ => {}
     }
 }
 

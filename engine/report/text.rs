@@ -1,8 +1,8 @@
 //! Runs as text for a terminal: the `show` page of a run, and the symbol of a step status
 //! that the progress lines use.
 
-use crate::journal::event::StepStatus;
-use crate::journal::view::RunView;
+use crate::journal::event::{RunStatus, StepStatus};
+use crate::journal::view::{RunView, StepState};
 
 /// The symbol of a finished step on a terminal.
 pub fn symbol(status: StepStatus) -> &'static str {
@@ -15,9 +15,22 @@ pub fn symbol(status: StepStatus) -> &'static str {
     }
 }
 
+/// How `opsbook show` prints a run.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ShowOptions {
+    /// The run is marked running but no process drives it.
+    pub interrupted: bool,
+    /// Every output line the journal kept for an attempt, not only the last ones.
+    pub full: bool,
+}
+
+/// Output lines of an attempt `show` prints without `--full`.
+const TAIL_LINES: usize = 5;
+
 /// `opsbook show`: one run, step by step, as text.
-pub fn render_run(v: &RunView) -> String {
+pub fn render_run(v: &RunView, options: ShowOptions) -> String {
     use std::fmt::Write;
+    let interrupted = options.interrupted && v.status == RunStatus::Running;
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -27,7 +40,11 @@ pub fn render_run(v: &RunView) -> String {
     let _ = writeln!(
         out,
         "status:   {}{}",
-        v.status.name(),
+        if interrupted {
+            "interrupted"
+        } else {
+            v.status.name()
+        },
         if v.rolled_back { " (rolled back)" } else { "" }
     );
     let verified = if v.operator_verified {
@@ -36,6 +53,16 @@ pub fn render_run(v: &RunView) -> String {
         " (identity not verified)"
     };
     let _ = writeln!(out, "operator: {}{verified} on {}", v.operator, v.host);
+    for h in &v.custody {
+        let _ = writeln!(
+            out,
+            "handover: {} → {} by {} at {}: {}",
+            h.from, h.to, h.by, h.at, h.note
+        );
+    }
+    for r in &v.resumes {
+        let _ = writeln!(out, "resumed:  by {} at {}", r.by, r.at);
+    }
     let _ = writeln!(out, "started:  {}", v.started_at);
     if let Some(f) = &v.finished_at {
         let _ = writeln!(out, "finished: {f}");
@@ -66,8 +93,16 @@ pub fn render_run(v: &RunView) -> String {
     }
     let _ = writeln!(out);
     for (i, s) in v.steps.iter().enumerate() {
-        let status = v.step_state(i).name();
-        let symbol = s.status.map(symbol).unwrap_or("…");
+        let state = match v.step_state(i) {
+            StepState::Running if interrupted => StepState::Interrupted,
+            state => state,
+        };
+        let status = state.name();
+        let symbol = match state {
+            StepState::Finished(status) => symbol(status),
+            StepState::Interrupted => "↯",
+            StepState::Waiting | StepState::Running => "…",
+        };
         let indent = if s.group.is_some() { "    " } else { "" };
         let phase = if s.phase == crate::journal::event::Phase::Rollback {
             " [rollback]"
@@ -142,15 +177,21 @@ pub fn render_run(v: &RunView) -> String {
                     .collect();
                 let _ = writeln!(out, "{indent}      metrics: {}", shown.join(" "));
             }
-            for line in a
-                .excerpt
-                .lines()
-                .rev()
-                .take(5)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-            {
+            let lines: Vec<&str> = a.excerpt.lines().collect();
+            let hidden = if options.full {
+                0
+            } else {
+                lines.len().saturating_sub(TAIL_LINES)
+            };
+            if hidden > 0 {
+                let _ = writeln!(
+                    out,
+                    "{indent}      … {hidden} more line{} (opsbook show {} --full)",
+                    if hidden == 1 { "" } else { "s" },
+                    v.id
+                );
+            }
+            for line in &lines[hidden..] {
                 let _ = writeln!(out, "{indent}      | {line}");
             }
         }
