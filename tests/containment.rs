@@ -5,117 +5,30 @@
 //! `OPSBOOK_CGROUPS=off` (the keeper and the token alone).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
-use crate::support::{Cmd, JournalEvent, Workspace};
+use crate::support::journal::{self, JournalEvent};
+use crate::support::process::processes_with;
+use crate::support::{Cmd, Output, Proc, Workspace};
 
 /// Both ways a step's processes are held: a cgroup where the host allows it, and without.
 const CGROUPS: [&str; 2] = ["auto", "off"];
 
 // ----- helpers -------------------------------------------------------------------------------
 
-/// A spawned `opsbook` whose output lines are read as they come; killed and reaped if the test
-/// ends first.
-struct Engine {
-    child: Option<Child>,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
+fn pid_of(engine: &mut Proc) -> i32 {
+    engine.child().id() as i32
 }
 
-impl Engine {
-    fn start(cmd: Cmd) -> Self {
-        let mut command = cmd.command();
-        command.stdin(Stdio::null());
-        let mut child = command.spawn().expect("opsbook starts");
-        let (send, lines) = mpsc::channel();
-        let out = child.stdout.take().unwrap();
-        let err = child.stderr.take().unwrap();
-        let send_err = send.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                let _ = send.send(line);
-            }
-        });
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                let _ = send_err.send(format!("stderr: {line}"));
-            }
-        });
-        Self {
-            child: Some(child),
-            lines,
-            seen: Vec::new(),
-        }
-    }
-
-    fn pid(&self) -> i32 {
-        self.child.as_ref().expect("still held").id() as i32
-    }
-
-    /// Every line printed so far.
-    fn printed(&mut self) -> &[String] {
-        self.seen.extend(self.lines.try_iter());
-        &self.seen
-    }
-
-    /// The run id from the first line (`run <ID> ...`).
-    fn run_id(&mut self) -> String {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Some(id) = self.printed().iter().find_map(|l| {
-                l.strip_prefix("run ")
-                    .and_then(|r| r.split_whitespace().next())
-                    .filter(|id| id.len() == 26)
-            }) {
-                return id.to_string();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no run id printed: {:?}",
-                self.seen
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    /// SIGKILL, reaped; the time just before the signal went.
-    fn kill(&mut self) -> SystemTime {
-        let at = SystemTime::now();
-        send(self.pid(), libc::SIGKILL);
-        self.wait();
-        at
-    }
-
-    /// Waits for the end: the exit code (None when killed by a signal).
-    fn wait(&mut self) -> Option<i32> {
-        let mut child = self.child.take().expect("still held");
-        let status = child.wait().expect("opsbook is reaped");
-        // The readers end once the pipes close: whatever was printed is all here.
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            match self.lines.recv_timeout(Duration::from_millis(50)) {
-                Ok(line) => self.seen.push(line),
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
-                Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() > deadline => break,
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-            }
-        }
-        status.code()
-    }
-}
-
-impl Drop for Engine {
-    fn drop(&mut self) {
-        if let Some(child) = self.child.as_mut() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
+/// SIGKILL to the engine (unless it has finished already), reaped; the time just before the
+/// signal went, and what it printed.
+fn kill(mut engine: Proc) -> (SystemTime, Output) {
+    let at = SystemTime::now();
+    let _ = engine.child().kill();
+    let _ = engine.child().wait();
+    (at, engine.finish())
 }
 
 fn send(pid: i32, signal: i32) {
@@ -158,16 +71,6 @@ fn of_run(run: &str) -> Vec<(i32, String)> {
     holding(&format!("OPSBOOK_STEP_TOKEN={run}/"))
 }
 
-/// Live processes whose command line contains `marker` (what `pgrep -f` finds).
-fn with_cmdline(marker: &str) -> Vec<(i32, String)> {
-    pids()
-        .into_iter()
-        .filter(|&pid| stat(pid).is_some_and(|s| s.state != 'Z'))
-        .map(|pid| (pid, cmdline(pid)))
-        .filter(|(_, line)| line.contains(marker))
-        .collect()
-}
-
 fn cmdline(pid: i32) -> String {
     std::fs::read(format!("/proc/{pid}/cmdline"))
         .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
@@ -193,7 +96,7 @@ fn stat(pid: i32) -> Option<Stat> {
 }
 
 /// Waits up to `patience` for `find` to come back empty; what it found last.
-fn until_none(patience: Duration, find: impl Fn() -> Vec<(i32, String)>) -> Vec<(i32, String)> {
+fn until_none<T>(patience: Duration, find: impl Fn() -> Vec<T>) -> Vec<T> {
     let deadline = Instant::now() + patience;
     loop {
         let found = find();
@@ -222,7 +125,7 @@ fn with_cgroups(cmd: Cmd, cgroups: &str) -> Cmd {
 }
 
 /// Every journaled event; none when the engine was killed before it made the journal.
-fn journal_events(ws: &Workspace) -> Vec<JournalEvent> {
+fn stored(ws: &Workspace) -> Vec<JournalEvent> {
     let made = ws.db().exists()
         && ws
             .journal()
@@ -233,22 +136,10 @@ fn journal_events(ws: &Workspace) -> Vec<JournalEvent> {
             )
             .is_ok_and(|n| n == 1);
     if made {
-        crate::support::journal_events(ws)
+        journal::journal_events(ws)
     } else {
         Vec::new()
     }
-}
-
-/// The journaled events of run `run`: (kind, step, body, at).
-fn events(ws: &Workspace, run: &str) -> Vec<(String, Option<String>, Value, String)> {
-    journal_events(ws)
-        .into_iter()
-        .filter(|e| e.run_id == run)
-        .map(|e| {
-            let body = serde_json::from_str(&e.body).expect("a JSON body");
-            (e.kind, e.step, body, e.at)
-        })
-        .collect()
 }
 
 fn nanos(at: SystemTime) -> u128 {
@@ -294,19 +185,20 @@ steps:
         ),
     );
     let started = Instant::now();
-    let mut engine = Engine::start(with_cgroups(
+    let mut engine = with_cgroups(
         ws.cmd(["run", "late", "--non-interactive", "--no-progress"]),
         cgroups,
-    ));
-    let run = engine.run_id();
+    )
+    .spawn();
+    let run = engine.first_line_run_id();
     wait_for_file(&ws, "started");
     // Every one of them is running (the setsid child execs its sleep last).
     let deadline = Instant::now() + Duration::from_secs(10);
-    while with_cmdline(&format!("sleep 1.{m}")).len() < 4 {
+    while processes_with(&format!("sleep 1.{m}")).len() < 4 {
         assert!(
             Instant::now() < deadline,
             "the step's processes never all ran: {:?}",
-            with_cmdline(&m)
+            processes_with(&m)
         );
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -322,7 +214,7 @@ steps:
         left.is_empty(),
         "processes of the step outlived the engine: {left:?}"
     );
-    assert!(with_cmdline(&m).is_empty(), "{:?}", with_cmdline(&m));
+    assert!(processes_with(&m).is_empty(), "{:?}", processes_with(&m));
     // Well past the second the effects waited for.
     std::thread::sleep(Duration::from_millis(2500).saturating_sub(started.elapsed()));
     for effect in ["background", "subshell", "pipeline", "setsid"] {
@@ -331,7 +223,7 @@ steps:
             "the {effect} child wrote its file after the engine was killed (cgroups {cgroups})"
         );
     }
-    assert!(with_cmdline(&m).is_empty(), "{:?}", with_cmdline(&m));
+    assert!(processes_with(&m).is_empty(), "{:?}", processes_with(&m));
 }
 
 #[test]
@@ -354,14 +246,29 @@ fn a_step_timeout_stops_a_setsid_child() {
         ws.runbook(
             "hang",
             &format!(
-                "runbook: hang\ntitle: Hang\nsteps:\n  - id: hang\n    timeout: 1s\n    shell: setsid sleep 1000.{m} & sleep 1001.{m}\n"
+                "
+                runbook: hang
+                title: Hang
+                steps:
+                  - id: hang
+                    timeout: 1s
+                    shell: setsid sleep 1000.{m} & sleep 1001.{m}
+                "
             ),
         );
         let started = Instant::now();
         let out = with_cgroups(ws.cmd(["run", "hang", "--non-interactive"]), cgroups)
             .run()
             .status(1)
-            .stdout_has("timed out after 1.0s; every process it started was stopped");
+            .stdout(
+                "
+                run [RUN] hang v1
+                Hang — 1 step(s), operator [USER] (unverified)
+                ✗ hang                     failed [DURATION] — timed out after [DURATION]; every process it started was stopped
+                run [RUN] failed in [DURATION]: 0 succeeded, 1 failed. Details: opsbook show [RUN]
+                ",
+            )
+            .stderr("");
         // SIGTERM ends a sleep at once: the keeper stops everything without the grace period
         // (let alone the engine's fallback after it).
         assert!(
@@ -369,7 +276,7 @@ fn a_step_timeout_stops_a_setsid_child() {
             "{:?}",
             started.elapsed()
         );
-        let left = until_none(Duration::from_secs(2), || with_cmdline(&m));
+        let left = until_none(Duration::from_secs(2), || processes_with(&m));
         assert!(
             left.is_empty(),
             "outlived the timeout (cgroups {cgroups}): {left:?}\n{out:?}"
@@ -393,29 +300,30 @@ fn hard_abort(cgroups: &str) {
             "runbook: hang\ntitle: Hang\nsteps:\n  - id: hang\n    shell: setsid sleep 1000.{m} & sleep 1001.{m}\n"
         ),
     );
-    let mut engine = Engine::start(with_cgroups(
+    let mut engine = with_cgroups(
         ws.cmd(["run", "hang", "--non-interactive", "--no-progress"]),
         cgroups,
-    ));
+    )
+    .spawn();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while with_cmdline(&format!("1000.{m}")).is_empty()
-        || with_cmdline(&format!("1001.{m}")).is_empty()
+    while processes_with(&format!("1000.{m}")).is_empty()
+        || processes_with(&format!("1001.{m}")).is_empty()
     {
         assert!(Instant::now() < deadline, "the step never ran");
         std::thread::sleep(Duration::from_millis(10));
     }
     // Ctrl-C twice: stop after this step, then stop it now.
-    send(engine.pid(), libc::SIGINT);
+    engine.interrupt();
     std::thread::sleep(Duration::from_millis(200));
-    send(engine.pid(), libc::SIGINT);
+    engine.interrupt();
     let stopping = Instant::now();
-    assert_eq!(engine.wait(), Some(4), "{:?}", engine.seen);
+    let _ = engine.finish().status(4);
     assert!(
         stopping.elapsed() < Duration::from_millis(2500),
         "{:?}",
         stopping.elapsed()
     );
-    let left = until_none(Duration::from_secs(2), || with_cmdline(&m));
+    let left = until_none(Duration::from_secs(2), || processes_with(&m));
     assert!(
         left.is_empty(),
         "outlived the abort (cgroups {cgroups}): {left:?}"
@@ -457,7 +365,7 @@ steps:
         "{:?}",
         started.elapsed()
     );
-    let left = until_none(Duration::from_secs(2), || with_cmdline(&m));
+    let left = until_none(Duration::from_secs(2), || processes_with(&m));
     assert!(
         left.is_empty(),
         "outlived their step (cgroups {cgroups}): {left:?}"
@@ -481,22 +389,25 @@ steps:
     shell: echo second done
 "#,
     );
-    let mut engine = Engine::start(ws.cmd(["run", "two", "--non-interactive", "--no-progress"]));
+    let mut engine = ws
+        .cmd(["run", "two", "--non-interactive", "--no-progress"])
+        .spawn();
+    let run = engine.first_line_run_id();
     wait_for_file(&ws, "started");
+    let engine_pid = pid_of(&mut engine);
     let parents: Vec<i32> = pids()
         .into_iter()
-        .filter(|&p| stat(p).is_some_and(|s| s.ppid == engine.pid()))
+        .filter(|&p| stat(p).is_some_and(|s| s.ppid == engine_pid))
         .filter(|&p| cmdline(p).contains("__keepers"))
         .collect();
     assert_eq!(parents.len(), 1, "{parents:?}");
     send(parents[0], libc::SIGKILL);
     ws.file("go", "");
-    assert_eq!(engine.wait(), Some(0), "{:#?}", engine.seen);
-    let run = engine.run_id();
-    let ends: Vec<Value> = events(&ws, &run)
+    let _ = engine.finish().status(0);
+    let ends: Vec<Value> = journal::events(&ws, &run)
         .into_iter()
-        .filter(|(kind, ..)| kind == "attempt_finished")
-        .map(|(_, _, body, _)| body)
+        .filter(|e| e.kind == "attempt_finished")
+        .map(|e| e.body)
         .collect();
     assert_eq!(ends.len(), 2);
     assert_eq!(ends[0]["outputs"]["stdout"], "first done");
@@ -526,11 +437,12 @@ steps:
     shell: echo ran >> last.txt
 "#,
     );
-    let mut engine = Engine::start(with_cgroups(
+    let mut engine = with_cgroups(
         ws.cmd(["run", "beat", "--non-interactive", "--no-progress"]),
         cgroups,
-    ));
-    let run = engine.run_id();
+    )
+    .spawn();
+    let run = engine.first_line_run_id();
     wait_for_file(ws, "started");
     let deadline = Instant::now() + Duration::from_secs(10);
     while stamps(ws, "heartbeat").is_empty() {
@@ -538,7 +450,7 @@ steps:
         std::thread::sleep(Duration::from_millis(10));
     }
     // Stopped first, so that the engine does not see its keeper die and clean up itself.
-    let engine_pid = engine.pid();
+    let engine_pid = pid_of(&mut engine);
     send(engine_pid, libc::SIGSTOP);
     let mut tree = Vec::new();
     let mut parents = vec![engine_pid];
@@ -578,17 +490,12 @@ steps:
 
 /// After the resume: the heartbeat stopped before the interrupted step was decided on (and
 /// before its re-run started), and never beat again.
-fn assert_stopped_before_the_decision(ws: &Workspace, run: &str, out: &crate::support::Output) {
+fn assert_stopped_before_the_decision(ws: &Workspace, run: &str, out: &Output) {
     let last_beat = *stamps(ws, "heartbeat").last().unwrap();
-    let evs = events(ws, run);
-    let decided = evs
-        .iter()
-        .find(|(kind, step, _, _)| {
-            kind == "interrupted_step_decided" && step.as_deref() == Some("work")
-        })
-        .unwrap_or_else(|| panic!("no decision: {evs:?}"));
+    let evs = journal::events(ws, run);
+    let decided = journal::one(&evs, "interrupted_step_decided", "work");
     assert!(
-        last_beat < rfc3339_nanos(&decided.3),
+        last_beat < rfc3339_nanos(&decided.at),
         "the leftover still beat after the decision\n{out:?}"
     );
     if let Some(rerun) = stamps(ws, "rerun.started").first() {
@@ -619,6 +526,8 @@ fn resume_kills_what_a_killed_keeper_left_before_running_the_step_again() {
             .cmd(["resume", &run, "--non-interactive", "--rerun-interrupted"])
             .run()
             .status(0)
+            // How many processes it killed depends on the moment: the heartbeat's shell, and
+            // a `date` or `sleep` of it; the rest is in the journal.
             .stdout_has("that the interrupted step `work` left running");
         assert!(!stamps(&ws, "rerun.started").is_empty(), "{out:?}");
         assert_stopped_before_the_decision(&ws, &run, &out);
@@ -641,6 +550,7 @@ fn resume_kills_what_a_killed_keeper_left_before_marking_the_step_done() {
             ])
             .run()
             .status(0)
+            // As above: the count depends on the moment.
             .stdout_has("that the interrupted step `work` left running");
         assert!(stamps(&ws, "rerun.started").is_empty(), "it ran again");
         assert_stopped_before_the_decision(&ws, &run, &out);
@@ -739,7 +649,7 @@ fn effects_of(ws: &Workspace) -> Vec<Effect> {
 
 /// The token of every step execution journaled so far.
 fn journaled_tokens(ws: &Workspace) -> BTreeSet<String> {
-    journal_events(ws)
+    stored(ws)
         .into_iter()
         .filter(|e| e.kind == "step_started")
         .filter_map(|e| {
@@ -779,13 +689,12 @@ fn acknowledged(lines: &[String]) -> Vec<(String, String)> {
 /// the kill came during a step.
 fn check_kill(
     ws: &Workspace,
-    engine: &mut Engine,
-    killed_at: SystemTime,
+    (killed_at, printed): (SystemTime, Output),
     checked: &mut BTreeSet<String>,
     context: &str,
 ) -> bool {
-    let lines = engine.printed().to_vec();
-    let all = journal_events(ws);
+    let lines: Vec<String> = printed.stdout.lines().map(str::to_string).collect();
+    let all = stored(ws);
     for (step, status) in acknowledged(&lines) {
         let backed = all.iter().any(|e| {
             e.step.as_deref() == Some(&step)
@@ -834,17 +743,17 @@ fn check_kill(
 /// At the end: the run succeeded, no step that had finished started again, every effect
 /// belongs to a journaled execution, and the journal verifies.
 fn check_done(ws: &Workspace, run: &str, context: &str) {
-    let evs = events(ws, run);
-    let finished = evs
-        .iter()
-        .find(|(kind, ..)| kind == "run_finished")
-        .unwrap_or_else(|| panic!("{context}: the run never finished"));
-    assert_eq!(finished.2["status"], "succeeded", "{context}: {evs:#?}");
+    let evs = journal::events(ws, run);
+    let finished = journal::of_kind(&evs, "run_finished");
+    assert_eq!(finished.len(), 1, "{context}: {:#?}", journal::kinds(&evs));
+    assert_eq!(finished[0].body["status"], "succeeded", "{context}");
     let mut done = BTreeSet::new();
     let mut succeeded = BTreeSet::new();
-    for (kind, step, body, _) in &evs {
-        let Some(step) = step else { continue };
-        match kind.as_str() {
+    for event in &evs {
+        let (Some(step), body) = (&event.step, &event.body) else {
+            continue;
+        };
+        match event.kind.as_str() {
             "step_started" => assert!(
                 !done.contains(step),
                 "{context}: `{step}` started again after it finished"
@@ -872,7 +781,7 @@ fn check_done(ws: &Workspace, run: &str, context: &str) {
             effect.token
         );
     }
-    ws.cmd(["audit", "verify"]).run().status(0);
+    let _ = ws.cmd(["audit", "verify"]).run().status(0);
     let integrity: String = ws
         .journal()
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))
@@ -897,12 +806,12 @@ fn a_kill_9_anywhere_loses_nothing_acknowledged_and_no_effect_comes_after_it() {
     let calibration = Workspace::new();
     calibration.runbook("matrix", &matrix_runbook());
     let timed = Instant::now();
-    calibration
+    let _ = calibration
         .cmd(["run", "matrix", "--non-interactive", "--no-progress"])
         .run()
         .status(0);
     let span = timed.elapsed().as_millis() as u64;
-    let run = journal_events(&calibration)[0].run_id.clone();
+    let run = stored(&calibration)[0].run_id.clone();
     check_done(&calibration, &run, "the undisturbed run");
 
     let mut decisions = BTreeMap::new();
@@ -912,15 +821,19 @@ fn a_kill_9_anywhere_loses_nothing_acknowledged_and_no_effect_comes_after_it() {
         let ws = Workspace::new();
         ws.runbook("matrix", &matrix_runbook());
         let mut checked = BTreeSet::new();
-        let mut engine =
-            Engine::start(ws.cmd(["run", "matrix", "--non-interactive", "--no-progress"]));
+        // Every other run without cgroups: the keeper and the token alone.
+        let cgroups = CGROUPS[i % 2];
+        let engine = with_cgroups(
+            ws.cmd(["run", "matrix", "--non-interactive", "--no-progress"]),
+            cgroups,
+        )
+        .spawn();
         let delay = random.below(span);
-        let context = format!("run {i} (seed {seed}), killed {delay} ms in");
+        let context = format!("run {i} (seed {seed}, cgroups {cgroups}), killed {delay} ms in");
         std::thread::sleep(Duration::from_millis(delay));
-        let killed_at = engine.kill();
         kills += 1;
-        mid_step += check_kill(&ws, &mut engine, killed_at, &mut checked, &context) as usize;
-        let Some(run) = journal_events(&ws).first().map(|e| e.run_id.clone()) else {
+        mid_step += check_kill(&ws, kill(engine), &mut checked, &context) as usize;
+        let Some(run) = stored(&ws).first().map(|e| e.run_id.clone()) else {
             // Killed before the run was journaled: nothing ran, nothing to resume.
             assert!(effects_of(&ws).is_empty(), "{context}");
             continue;
@@ -928,7 +841,7 @@ fn a_kill_9_anywhere_loses_nothing_acknowledged_and_no_effect_comes_after_it() {
         // Resume until done; a resume may be killed too.
         for drive in 1.. {
             assert!(drive < 12, "{context}: still not done after {drive} drives");
-            if events(&ws, &run).iter().any(|(k, ..)| k == "run_finished") {
+            if !journal::of_kind(&journal::events(&ws, &run), "run_finished").is_empty() {
                 break;
             }
             let mut args = vec!["resume", &run, "--non-interactive", "--no-progress"];
@@ -940,23 +853,16 @@ fn a_kill_9_anywhere_loses_nothing_acknowledged_and_no_effect_comes_after_it() {
                 "skip"
             };
             *decisions.entry(decision).or_insert(0) += 1;
-            let mut resumed = Engine::start(ws.cmd(args));
+            let resumed = with_cgroups(ws.cmd(args), cgroups).spawn();
             let context = format!("{context}, drive {drive}");
             if random.below(3) == 0 {
                 let delay = random.below(span);
                 std::thread::sleep(Duration::from_millis(delay));
-                let killed_at = resumed.kill();
                 kills += 1;
-                mid_step += check_kill(
-                    &ws,
-                    &mut resumed,
-                    killed_at,
-                    &mut checked,
-                    &format!("{context} killed {delay} ms in"),
-                ) as usize;
+                let context = format!("{context} killed {delay} ms in");
+                mid_step += check_kill(&ws, kill(resumed), &mut checked, &context) as usize;
             } else {
-                let code = resumed.wait();
-                assert_eq!(code, Some(0), "{context}: {:#?}", resumed.seen);
+                let _ = resumed.finish().status(0);
             }
         }
         check_done(&ws, &run, &context);

@@ -127,7 +127,7 @@ fn shell_timeout_kills_the_command_and_its_children() {
     let out = child.finish().status(1).stdout("
         run [RUN] hang v1
         Hang — 1 step(s), operator [USER] (unverified)
-        ✗ hang                     failed [DURATION] — timed out after [DURATION]; its process group was stopped
+        ✗ hang                     failed [DURATION] — timed out after [DURATION]; every process it started was stopped
         run [RUN] failed in [DURATION]: 0 succeeded, 1 failed. Details: opsbook show [RUN]
         ").stderr("");
     assert!(

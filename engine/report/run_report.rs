@@ -515,6 +515,10 @@ mod tests {
             expectation: None,
             timed_out: None,
             asks: Some("q".into()),
+            processes: Some(crate::journal::event::StepProcesses {
+                token: "R/a/X".into(),
+                cgroup: None,
+            }),
         }
     }
 

@@ -107,7 +107,10 @@ fn start() -> io::Result<Parent> {
         .arg0("opsbook")
         .arg(SUBCOMMAND)
         .stdin(Stdio::from(theirs))
+        // The engine's own output is the engine's: whoever reads it sees its end when the
+        // engine ends. A keeper's is its command's.
         .stdout(Stdio::null())
+        .stderr(Stdio::null())
         // Out of the engine's group: a Ctrl-C at the terminal is the engine's to handle.
         .process_group(0)
         .spawn()?;
