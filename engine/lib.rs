@@ -36,5 +36,5 @@ pub mod embed {
     /// Commands run under keepers forked by a process started from the `opsbook` binary
     /// (`/proc/self/exe` by default): a program that embeds the engine names that binary
     /// before its first run.
-    pub use crate::sys::keeper::use_program as use_keeper_binary;
+    pub use crate::sys::keepers::use_program as use_keeper_binary;
 }

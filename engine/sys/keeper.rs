@@ -23,9 +23,8 @@ use std::io::{self, Read, Write};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -81,44 +80,6 @@ impl Report {
             _ => None,
         }
     }
-}
-
-static PROGRAM: OnceLock<PathBuf> = OnceLock::new();
-
-/// The binary the keepers' parent is started from: this one, unless an embedder named another
-/// ([`use_program`]) because its own binary has no keepers subcommand.
-pub fn program() -> &'static Path {
-    PROGRAM.get_or_init(default_program)
-}
-
-/// Starts the keepers' parent from `path`, an `opsbook` binary, instead of this process's own
-/// binary. Only the first call counts, and only before the first command runs.
-pub fn use_program(path: PathBuf) {
-    let _ = PROGRAM.set(path);
-}
-
-#[cfg(not(test))]
-fn default_program() -> PathBuf {
-    // The running binary itself, even if its file was replaced since it started.
-    PathBuf::from("/proc/self/exe")
-}
-
-/// Unit tests run in a test binary without the subcommand: they use the `opsbook` binary cargo
-/// builds beside it (`target/<profile>/deps/..`).
-#[cfg(test)]
-fn default_program() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test binary's path");
-    let program = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|dir| dir.join("opsbook"))
-        .expect("a test binary in target/<profile>/deps");
-    assert!(
-        program.exists(),
-        "{} is missing: build the binary first (cargo build)",
-        program.display()
-    );
-    program
 }
 
 /// The keeper, in a process the keepers' parent just forked: `link` is its end of the socket to

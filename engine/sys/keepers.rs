@@ -17,8 +17,10 @@ use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use crate::sys::keeper;
 
@@ -89,21 +91,59 @@ pub fn stop() {
         return;
     };
     drop(socket);
-    let until = std::time::Instant::now() + STOP_PATIENCE;
-    while std::time::Instant::now() < until {
+    let until = Instant::now() + STOP_PATIENCE;
+    while Instant::now() < until {
         if !matches!(process.try_wait(), Ok(None)) {
             return;
         }
-        std::thread::sleep(std::time::Duration::from_millis(1));
+        std::thread::sleep(Duration::from_millis(1));
     }
 }
 
 /// How long `stop` waits for the keepers' parent before leaving it to finish on its own.
-const STOP_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
+const STOP_PATIENCE: Duration = Duration::from_secs(5);
+
+static PROGRAM: OnceLock<PathBuf> = OnceLock::new();
+
+/// The binary the keepers' parent is started from: this one, unless an embedder named another
+/// ([`use_program`]) because its own binary has no such subcommand.
+fn program() -> &'static Path {
+    PROGRAM.get_or_init(default_program)
+}
+
+/// Starts the keepers' parent from `path`, an `opsbook` binary, instead of this process's own
+/// binary. Only the first call counts, and only before the first command runs.
+pub fn use_program(path: PathBuf) {
+    let _ = PROGRAM.set(path);
+}
+
+#[cfg(not(test))]
+fn default_program() -> PathBuf {
+    // The running binary itself, even if its file was replaced since it started.
+    PathBuf::from("/proc/self/exe")
+}
+
+/// Unit tests run in a test binary without the subcommand: they use the `opsbook` binary cargo
+/// builds beside it (`target/<profile>/deps/..`).
+#[cfg(test)]
+fn default_program() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let program = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|dir| dir.join("opsbook"))
+        .expect("a test binary in target/<profile>/deps");
+    assert!(
+        program.exists(),
+        "{} is missing: build the binary first (cargo build)",
+        program.display()
+    );
+    program
+}
 
 fn start() -> io::Result<Parent> {
     let (socket, theirs) = pair(libc::SOCK_SEQPACKET)?;
-    let process = std::process::Command::new(keeper::program())
+    let process = std::process::Command::new(program())
         .arg0("opsbook")
         .arg(SUBCOMMAND)
         .stdin(Stdio::from(theirs))
