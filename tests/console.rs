@@ -6,26 +6,8 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use crate::support::people::add_operator;
-use crate::support::{journal_events, Workspace, BIN};
-
-/// Starts `opsbook ARGS` on a terminal that script(1) gives it; returns the child, whose
-/// stdin types into the terminal.
-fn on_a_terminal(ws: &Workspace, args: &str, env: &[(&str, &str)]) -> std::process::Child {
-    let mut command = std::process::Command::new("script");
-    command
-        .args(["-qec", &format!("{BIN} {args} --no-progress"), "/dev/null"])
-        .current_dir(ws.path())
-        .env("OPSBOOK_DB", ws.db())
-        .env("OPSBOOK_RUNBOOKS", ws.path().join("runbooks"))
-        .env("NO_COLOR", "1")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    for (k, v) in env {
-        command.env(k, v);
-    }
-    command.spawn().expect("script(1) starts")
-}
+use crate::support::process::spawn_on_a_terminal;
+use crate::support::{journal_events, Workspace};
 
 /// Types `text` into the terminal after `pause`.
 fn type_in(child: &mut std::process::Child, pause: Duration, text: &str) {
@@ -62,7 +44,7 @@ steps:
     shell: touch after
 "#,
     );
-    let mut child = on_a_terminal(&ws, "run checklist", &[]);
+    let mut child = spawn_on_a_terminal(&ws, "run checklist", &[]);
     type_in(&mut child, Duration::from_millis(1500), "\x03");
     type_in(&mut child, Duration::from_millis(700), "d\n");
     let (code, screen) = finish(child);
@@ -148,7 +130,7 @@ steps:
     gate: { prompt: Go ahead, four_eyes: true }
 "#,
     );
-    let mut child = on_a_terminal(
+    let mut child = spawn_on_a_terminal(
         &ws,
         "run paired --as ann",
         &[("OPSBOOK_PASSPHRASE", "ann-passphrase")],
@@ -187,7 +169,7 @@ steps:
     gate: { prompt: Backups restored?, role: supervisor, evidence: required }
 "#,
     );
-    let mut child = on_a_terminal(
+    let mut child = spawn_on_a_terminal(
         &ws,
         "run evidenced --as bob",
         &[("OPSBOOK_PASSPHRASE", "bob-passphrase")],

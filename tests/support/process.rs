@@ -137,22 +137,37 @@ pub fn processes_with(marker: &str) -> Vec<(String, String)> {
     found
 }
 
-/// Runs `opsbook ARGS --no-progress` on a terminal (script(1) gives it one) and types `answers`
-/// into it. Its `stdout` is the screen, line ends as `\n`: what the program printed and the
-/// terminal's echo of what was typed, which may come in any order (the answers are typed at
-/// once), so tests look for lines in it with `stdout_has`.
-pub fn on_a_terminal(ws: &Workspace, args: &str, answers: &str) -> Output {
-    let mut child = Command::new("script")
-        .args(["-qec", &format!("{BIN} {args} --no-progress"), "/dev/null"])
+/// Starts `opsbook ARGS --no-progress` on a terminal that script(1) gives it, with `env` set;
+/// the child's stdin types into the terminal. The command is `exec`ed so that opsbook is the
+/// terminal's foreground process itself: a shell left in between (dash, when `SHELL` is unset)
+/// would be killed by a typed Ctrl-C and end the session with 130 while opsbook still runs.
+pub fn spawn_on_a_terminal(ws: &Workspace, args: &str, env: &[(&str, &str)]) -> Child {
+    let mut command = Command::new("script");
+    command
+        .args([
+            "-qec",
+            &format!("exec {BIN} {args} --no-progress"),
+            "/dev/null",
+        ])
         .current_dir(ws.path())
         .env("OPSBOOK_DB", ws.db())
         .env("OPSBOOK_RUNBOOKS", ws.path().join("runbooks"))
         .env("NO_COLOR", "1")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("script(1) starts");
+        .stderr(Stdio::piped());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.spawn().expect("script(1) starts")
+}
+
+/// Runs `opsbook ARGS --no-progress` on a terminal (script(1) gives it one) and types `answers`
+/// into it. Its `stdout` is the screen, line ends as `\n`: what the program printed and the
+/// terminal's echo of what was typed, which may come in any order (the answers are typed at
+/// once), so tests look for lines in it with `stdout_has`.
+pub fn on_a_terminal(ws: &Workspace, args: &str, answers: &str) -> Output {
+    let mut child = spawn_on_a_terminal(ws, args, &[]);
     child
         .stdin
         .take()
