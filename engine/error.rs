@@ -30,11 +30,49 @@ pub enum Error {
     #[error("{}: {problem}", path.display())]
     File { path: PathBuf, problem: String },
 
-    #[error("{}{}: {message}; the config file takes db, runbooks, scripts and reports_dir", path.display(), position.map(|(l, c)| format!(":{l}:{c}")).unwrap_or_default())]
+    #[error("{}{}: {message}; the config file takes db, runbooks, scripts, reports_dir, windows, calendars, schedules, channels, routes and max_concurrent_runs", path.display(), position.map(|(l, c)| format!(":{l}:{c}")).unwrap_or_default())]
     Config {
         path: PathBuf,
         position: Option<(usize, usize)>,
         message: String,
+    },
+
+    /// A value in the config file that reads but does not make sense (a cron expression, a
+    /// time zone, a channel without a destination): `key` is its path, `windows.nightly.timezone`.
+    #[error("{}: {key}: {message}", path.display())]
+    ConfigValue {
+        path: PathBuf,
+        key: String,
+        message: String,
+    },
+
+    #[error("{}{}: {message}", path.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
+    Calendar {
+        path: PathBuf,
+        line: Option<usize>,
+        message: String,
+    },
+
+    #[error("runbook `{runbook}` runs in maintenance window `{window}`, which {config} does not define{known}")]
+    UnknownWindow {
+        runbook: String,
+        window: String,
+        config: String,
+        known: String,
+    },
+
+    #[error("refused to start: runbook `{runbook}` runs in maintenance window `{window}`, which is closed; it next opens {next}")]
+    OutsideWindow {
+        runbook: String,
+        window: String,
+        next: String,
+    },
+
+    #[error("refused to start: the freeze calendar `{calendar}` is closed by \"{freeze}\" until {until}; only a read-only or dry run may start (a supervisor may approve breaking it: --break-freeze --reason TEXT --approved-by NAME)")]
+    InsideFreeze {
+        calendar: String,
+        freeze: String,
+        until: String,
     },
 
     #[error("unknown runbook `{name}` in {}{suggestion}", dir.display())]
@@ -323,8 +361,13 @@ impl Error {
             | PassphrasesDiffer
             | NewPassphraseNeeded { .. }
             | PassphraseUnreadable { .. }
-            | BadHead { .. } => exit::BAD_INPUT,
+            | BadHead { .. }
+            | ConfigValue { .. }
+            | Calendar { .. }
+            | UnknownWindow { .. } => exit::BAD_INPUT,
             ChangeRequired { .. }
+            | OutsideWindow { .. }
+            | InsideFreeze { .. }
             | TraineeWithoutPath { .. }
             | TraineeNotQualified { .. }
             | LeaseHeld { .. }

@@ -5,11 +5,13 @@
 //! [`cli::main`], and [`embed`] is the small surface the benchmarks drive in-process.
 
 pub mod cli;
+pub(crate) mod calendar;
 pub(crate) mod config;
 pub(crate) mod diagnostic;
 pub(crate) mod error;
 pub(crate) mod exec;
 pub(crate) mod journal;
+pub(crate) mod notify;
 pub(crate) mod people;
 pub(crate) mod printable;
 pub(crate) mod report;

@@ -303,6 +303,7 @@ impl Executor {
             owner: rb.owner.clone(),
             window: rb.window.clone(),
             risk: rb.risk.name().to_string(),
+            slot: None,
         })?;
         let dry = if self.dry_run { " (dry run)" } else { "" };
         // The run id is the first line: scripts and people read it from there.

@@ -101,6 +101,14 @@ impl RunStatus {
     }
 }
 
+/// The schedule and slot a run was started for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduledSlot {
+    pub schedule: String,
+    /// RFC 3339 UTC.
+    pub slot: String,
+}
+
 /// The stored words of the decisions and actions that events record: each enum's serde names
 /// are exactly the words journals have always held, so the canonical bytes do not change.
 macro_rules! stored_words {
@@ -141,7 +149,13 @@ stored_words! {
     /// A change to the operator directory.
     OperatorAction { Added => "added", Disabled => "disabled", Enabled => "enabled", PassphraseChanged => "passphrase-changed" }
     /// Who a parked run waits for.
-    WaitingFor { Signoff => "signoff", Operator => "operator", Countersign => "countersign" }
+    WaitingFor { Signoff => "signoff", Operator => "operator", Countersign => "countersign", Window => "window", Restart => "restart" }
+
+    /// What became of a schedule's slot.
+    SlotDecision { Started => "started", SkippedFreeze => "skipped-freeze", SkippedOverlap => "skipped-overlap", Queued => "queued", Missed => "missed", WindowClosed => "window-closed", NotStarted => "not-started" }
+
+    /// Whether a step may start in the time its window has left.
+    WindowVerdict { Go => "go", NoGo => "no-go", Cutoff => "cutoff", Overridden => "overridden" }
 }
 
 /// What marks the processes of one execution of a step.
@@ -202,6 +216,9 @@ pub enum Event {
         /// Each script file and module, relative to the scripts folder, and its SHA-256.
         #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
         scripts: BTreeMap<String, String>,
+        /// Started by the daemon for this schedule's slot.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        slot: Option<ScheduledSlot>,
     },
     StepStarted {
         step: String,
@@ -335,6 +352,58 @@ pub enum Event {
         #[serde(skip_serializing_if = "Option::is_none")]
         detail: Option<String>,
     },
+    /// The daemon's decision on one slot of a schedule (log `schedules`): every slot gets one.
+    SlotDecided {
+        schedule: String,
+        /// The instant the slot fell due, RFC 3339 UTC.
+        slot: String,
+        decision: SlotDecision,
+        /// Why, in words: the freeze event, the run still going, the policy applied.
+        reason: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        run: Option<String>,
+    },
+    /// A run started inside a freeze, and who let it (log: the run).
+    FreezeBroken {
+        calendar: String,
+        /// The freeze event broken (its SUMMARY).
+        freeze: String,
+        reason: String,
+        by: String,
+        approved_by: String,
+    },
+    /// Whether a step may start in what is left of the run's maintenance window.
+    WindowChecked {
+        step: String,
+        window: String,
+        verdict: WindowVerdict,
+        reason: String,
+        /// Milliseconds left until the cutoff.
+        remaining_ms: i64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        p95_ms: Option<i64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        samples: Option<usize>,
+    },
+    /// A notification, written before anything tries to deliver it (log `outbox`).
+    NotificationQueued {
+        id: String,
+        channel: String,
+        topic: String,
+        payload: serde_json::Value,
+    },
+    /// A try to deliver a notification that failed; it is tried again later.
+    NotificationFailed {
+        id: String,
+        channel: String,
+        attempt: u32,
+        error: String,
+    },
+    NotificationDelivered {
+        id: String,
+        channel: String,
+        attempts: u32,
+    },
     /// Operators are journaled too: who added, disabled or changed whom.
     OperatorChanged {
         action: OperatorAction,
@@ -374,6 +443,12 @@ impl Event {
             Event::AcceptanceDecided { .. } => "acceptance_decided",
             Event::ExpectationChecked { .. } => "expectation_checked",
             Event::OperatorChanged { .. } => "operator_changed",
+            Event::SlotDecided { .. } => "slot_decided",
+            Event::FreezeBroken { .. } => "freeze_broken",
+            Event::WindowChecked { .. } => "window_checked",
+            Event::NotificationQueued { .. } => "notification_queued",
+            Event::NotificationFailed { .. } => "notification_failed",
+            Event::NotificationDelivered { .. } => "notification_delivered",
         }
     }
 
@@ -389,7 +464,8 @@ impl Event {
             | Event::SignoffRecorded { step, .. }
             | Event::SignoffRefused { step, .. }
             | Event::GateTimedOut { step, .. }
-            | Event::ExpectationChecked { step, .. } => Some(step),
+            | Event::ExpectationChecked { step, .. }
+            | Event::WindowChecked { step, .. } => Some(step),
             _ => None,
         }
     }

@@ -47,6 +47,30 @@ CREATE TABLE leases (
     renewed_at    TEXT NOT NULL
 );
 "#,
+    // Schedules and notifications. A slot is claimed once: the row's key is what makes a
+    // second claim (another daemon, or this one after a restart) fail. The outbox row is the
+    // delivery state of a notification whose queuing and delivery are chained events.
+    r#"
+CREATE TABLE slot_claims (
+    schedule   TEXT NOT NULL,
+    slot       TEXT NOT NULL,
+    claimed_at TEXT NOT NULL,
+    PRIMARY KEY (schedule, slot)
+);
+CREATE TABLE outbox (
+    id            TEXT PRIMARY KEY,
+    channel       TEXT NOT NULL,
+    topic         TEXT NOT NULL,
+    payload       TEXT NOT NULL,
+    queued_at     TEXT NOT NULL,
+    attempts      INTEGER NOT NULL DEFAULT 0,
+    next_try_at   TEXT NOT NULL,
+    claimed_until TEXT,
+    delivered_at  TEXT,
+    last_error    TEXT
+);
+CREATE INDEX outbox_pending ON outbox (delivered_at, next_try_at);
+"#,
 ];
 
 /// One stored event.

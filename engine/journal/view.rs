@@ -8,8 +8,8 @@ use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
 use crate::journal::event::{
-    AcceptanceDecision, AttemptStatus, Event, Phase, RunStatus, SignoffDecision, StepProcesses,
-    StepStatus, TimeoutAction, WaitingFor,
+    AcceptanceDecision, AttemptStatus, Event, Phase, RunStatus, ScheduledSlot, SignoffDecision,
+    StepProcesses, StepStatus, TimeoutAction, WaitingFor, WindowVerdict,
 };
 use crate::journal::{Journal, StoredEvent};
 
@@ -65,6 +65,34 @@ pub struct RunView {
     /// The outcome before acceptance, for a training run.
     pub outcome: Option<RunStatus>,
     pub acceptance: Option<Decision>,
+    /// Started by the daemon for a schedule's slot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slot: Option<ScheduledSlot>,
+    /// Each check of a step against the time left in the run's maintenance window.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub window_checks: Vec<WindowCheck>,
+    /// Started inside a freeze, with whose approval.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub freeze_broken: Option<FreezeBreak>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct WindowCheck {
+    pub step: String,
+    pub window: String,
+    pub verdict: WindowVerdict,
+    pub reason: String,
+    pub at: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FreezeBreak {
+    pub calendar: String,
+    pub freeze: String,
+    pub reason: String,
+    pub by: String,
+    pub approved_by: String,
+    pub at: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -265,6 +293,7 @@ impl RunView {
             kind,
             bundle_hash,
             scripts,
+            slot,
             ..
         } = first.event()?
         else {
@@ -314,6 +343,9 @@ impl RunView {
             custody: Vec::new(),
             resumes: Vec::new(),
             rollback_for: None,
+            slot,
+            window_checks: Vec::new(),
+            freeze_broken: None,
             outcome: None,
             acceptance: None,
         };
@@ -433,6 +465,41 @@ impl RunView {
                 });
             }
             Event::AbortRequested { .. } => self.abort_requested = true,
+            Event::WindowChecked {
+                step,
+                window,
+                verdict,
+                reason,
+                ..
+            } => self.window_checks.push(WindowCheck {
+                step,
+                window,
+                verdict,
+                reason,
+                at,
+            }),
+            Event::FreezeBroken {
+                calendar,
+                freeze,
+                reason,
+                by,
+                approved_by,
+            } => {
+                self.freeze_broken = Some(FreezeBreak {
+                    calendar,
+                    freeze,
+                    reason,
+                    by,
+                    approved_by,
+                    at,
+                })
+            }
+            // Events of other logs than a run's.
+            Event::OperatorChanged { .. }
+            | Event::SlotDecided { .. }
+            | Event::NotificationQueued { .. }
+            | Event::NotificationFailed { .. }
+            | Event::NotificationDelivered { .. } => {}
             Event::RollbackStarted { failed_step, .. } => {
                 self.rolled_back = true;
                 self.rollback_for = Some(failed_step);
