@@ -167,6 +167,9 @@ pub enum Error {
     #[error("`{name}` has the role {role}, not supervisor")]
     NotASupervisor { name: String, role: &'static str },
 
+    #[error("refused to break the freeze: {why}")]
+    FreezeBreakRefused { why: String },
+
     #[error("{name} cannot supervise their own training run")]
     OwnSupervisor { name: String },
 
@@ -367,6 +370,7 @@ impl Error {
             | UnknownWindow { .. } => exit::BAD_INPUT,
             ChangeRequired { .. }
             | OutsideWindow { .. }
+            | FreezeBreakRefused { .. }
             | InsideFreeze { .. }
             | TraineeWithoutPath { .. }
             | TraineeNotQualified { .. }

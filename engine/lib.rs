@@ -16,6 +16,7 @@ pub(crate) mod people;
 pub(crate) mod printable;
 pub(crate) mod report;
 pub(crate) mod runbook;
+pub(crate) mod schedule;
 pub(crate) mod script;
 pub(crate) mod sys;
 pub(crate) mod term;

@@ -10,7 +10,9 @@ use crate::config::Settings;
 use crate::error::{exit, Error, Result};
 use crate::exec::console::Console;
 use crate::exec::progress::Progress;
-use crate::exec::request::{self, Admission};
+use crate::calendar::{Calendars, Windows};
+use crate::exec::request::{self, Admission, FreezeBreakApproval};
+use crate::journal::event::ScheduledSlot;
 use crate::exec::{self, RunRequest, RunResult};
 use crate::journal::event::RunStatus;
 use crate::journal::Journal;
@@ -43,6 +45,7 @@ macro_rules! errln {
 
 mod audit;
 mod check;
+mod daemon;
 mod handover;
 mod operator;
 mod pending;
@@ -51,6 +54,7 @@ mod resume;
 mod runs;
 mod signoff;
 mod training;
+mod windows;
 
 use crate::people::directory::Directory;
 use crate::people::policy;
@@ -167,6 +171,21 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Maintenance windows: list them, their next openings, whether one is open
+    #[command(subcommand)]
+    Window(windows::WindowCommand),
+    /// Freeze calendars: open or closed, why, and the next transition
+    #[command(subcommand)]
+    Calendar(windows::CalendarCommand),
+    /// Schedules: next due, last decision and why
+    #[command(subcommand)]
+    Schedule(daemon::ScheduleCommand),
+    /// Start scheduled runbooks in their windows, resume what they parked once signed, and
+    /// deliver notifications
+    Daemon(daemon::DaemonArgs),
+    /// Notifications and their delivery
+    #[command(subcommand)]
+    Outbox(daemon::OutboxCommand),
     /// The training record: supervised runs per trainee and runbook, and qualification
     Training {
         /// A trainee [default: everyone]
@@ -208,6 +227,30 @@ struct RunArgs {
     /// Run even while another run of this runbook is being driven
     #[arg(long)]
     concurrent: bool,
+    /// Start inside a freeze (needs --reason and a supervisor's --approved-by)
+    #[arg(long, requires_all = ["reason", "approved_by"])]
+    break_freeze: bool,
+    /// Why the freeze must be broken (journaled)
+    #[arg(long, value_name = "TEXT")]
+    reason: Option<String>,
+    /// The supervisor approving the freeze break; their passphrase is asked on the terminal,
+    /// or read from OPSBOOK_APPROVER_PASSPHRASE or --approver-passphrase-file
+    #[arg(long, value_name = "NAME")]
+    approved_by: Option<String>,
+    /// The approving supervisor's passphrase, in a file
+    #[arg(long, value_name = "FILE")]
+    approver_passphrase_file: Option<PathBuf>,
+    /// Start steps even when their history says they will not fit in what is left of the
+    /// runbook's window (the window's cutoff still holds)
+    #[arg(long)]
+    ignore_window_history: bool,
+    /// The schedule slot this run is started for, SCHEDULE@TIME (set by the daemon)
+    #[arg(long, value_name = "SCHEDULE@TIME", hide = true)]
+    slot: Option<String>,
+    /// A stop request parks the run after the current step instead of aborting it (set by
+    /// the daemon, which resumes it when it starts again)
+    #[arg(long, hide = true)]
+    park_on_stop: bool,
 }
 
 /// Parses the command line, runs the command, and returns the exit code.
@@ -259,6 +302,7 @@ fn execute(cli: Cli) -> Result<i32> {
         as_name: cli.as_name,
         passphrases: TerminalPassphrases {
             file: cli.passphrase_file,
+            env: "OPSBOOK_PASSPHRASE",
         },
     };
     match cli.command {
@@ -293,6 +337,11 @@ fn execute(cli: Cli) -> Result<i32> {
         Command::Audit(command) => audit::audit(&settings, command),
         Command::Report(args) => reports::report(&settings, args),
         Command::Docs(args) => reports::docs(&settings, args),
+        Command::Window(command) => windows::window(&settings, command),
+        Command::Calendar(command) => windows::calendar(&settings, command),
+        Command::Schedule(command) => daemon::schedule(&settings, command),
+        Command::Daemon(args) => daemon::run_daemon(&settings, identity.as_name.as_deref(), args),
+        Command::Outbox(command) => daemon::outbox(&settings, command),
     }
 }
 
@@ -344,7 +393,25 @@ fn run(settings: &Settings, identity: &Identity, args: RunArgs, no_progress: boo
             concurrent: args.concurrent,
         },
     )?;
+    let (windows, calendars) = timing_config(settings)?;
+    let timing = request::Timing {
+        windows: &windows,
+        calendars: &calendars,
+        config: settings.config_name(),
+        now: chrono::Utc::now(),
+    };
+    let window = timing.window_for(&plan, args.dry_run, args.ignore_window_history)?;
+    let freeze_break = match timing.freeze_for(&plan, args.dry_run) {
+        None => None,
+        Some(freeze) if !args.break_freeze => return Err(request::inside_freeze(&freeze)),
+        Some(freeze) => Some(approve_freeze_break(&mut journal, &operator, &args, &freeze)?),
+    };
+    let slot = args.slot.as_deref().map(parse_slot).transpose()?;
     let request = RunRequest {
+        window,
+        slot,
+        park_on_stop: args.park_on_stop,
+        freeze_break,
         plan,
         engine,
         params,
@@ -364,6 +431,77 @@ fn run(settings: &Settings, identity: &Identity, args: RunArgs, no_progress: boo
         no_progress,
         args.report.as_deref(),
     )
+}
+
+/// The maintenance windows and freeze calendars of the config.
+fn timing_config(settings: &Settings) -> Result<(Windows, Calendars)> {
+    Ok((
+        Windows::from_settings(settings)?,
+        Calendars::from_settings(settings)?,
+    ))
+}
+
+/// A supervisor's approval, given on the spot, to start this run inside `freeze`: the
+/// approver authenticates, is a supervisor, and is not the person running it.
+fn approve_freeze_break(
+    journal: &mut Journal,
+    operator: &crate::people::directory::Operator,
+    args: &RunArgs,
+    freeze: &crate::calendar::FreezeReason,
+) -> Result<FreezeBreakApproval> {
+    let refused = |why: String| Error::FreezeBreakRefused { why };
+    let name = args.approved_by.clone().unwrap_or_default();
+    let reason = args.reason.clone().unwrap_or_default();
+    if reason.trim().is_empty() {
+        return Err(refused("--reason must say why the freeze must be broken".into()));
+    }
+    let mut directory = Directory::new(journal);
+    if directory.count()? == 0 {
+        return Err(refused(
+            "nobody can approve it: no operators are registered, so no supervisor can be authenticated (opsbook operator add)".into(),
+        ));
+    }
+    let approver = directory.authenticate(
+        Some(&name),
+        &TerminalPassphrases {
+            file: args.approver_passphrase_file.clone(),
+            env: "OPSBOOK_APPROVER_PASSPHRASE",
+        },
+    )?;
+    if approver.role != Some(crate::people::Role::Supervisor) {
+        return Err(refused(format!(
+            "{name} is {}, and only a supervisor may approve it",
+            approver.role.map_or("not an operator", |r| r.name())
+        )));
+    }
+    if approver.person == operator.person {
+        return Err(refused(format!(
+            "{name} is the person running it; another supervisor must approve"
+        )));
+    }
+    Ok(FreezeBreakApproval {
+        calendar: freeze.calendar.clone(),
+        freeze: freeze.event.clone(),
+        reason,
+        approved_by: approver.name,
+    })
+}
+
+/// `SCHEDULE@TIME` (RFC 3339): the slot a daemon starts a run for.
+fn parse_slot(text: &str) -> Result<ScheduledSlot> {
+    let bad = || Error::BadValue {
+        flag: "--slot",
+        value: text.to_string(),
+        expected: "SCHEDULE@TIME, TIME in RFC 3339".into(),
+    };
+    let (schedule, at) = text.split_once('@').ok_or_else(bad)?;
+    let at = chrono::DateTime::parse_from_rfc3339(at).map_err(|_| bad())?;
+    Ok(ScheduledSlot {
+        schedule: schedule.to_string(),
+        slot: at
+            .with_timezone(&chrono::Utc)
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    })
 }
 
 /// The terminal's console, when a person is there to answer and may be asked.
@@ -461,6 +599,14 @@ fn next_steps(result: &RunResult) -> Vec<String> {
         ),
         (None, RunStatus::AwaitingSignoff) => format!(
             "run {id} parked ({summary}); it waits for a person. Continue it with: opsbook resume {id}"
+        ),
+        (None, RunStatus::Parked) => format!(
+            "run {id} parked ({summary}){}. Continue it with: opsbook resume {id}",
+            result
+                .pause_reason
+                .as_ref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default()
         ),
         (None, status) => format!(
             "run {id} {} in {took}: {summary}. Details: opsbook show {id}",

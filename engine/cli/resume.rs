@@ -33,6 +33,13 @@ pub struct ResumeArgs {
     /// Why an interrupted step is marked done
     #[arg(long)]
     comment: Option<String>,
+    /// Start steps even when their history says they will not fit in what is left of the
+    /// runbook's window (the window's cutoff still holds)
+    #[arg(long)]
+    ignore_window_history: bool,
+    /// A stop request parks the run after the current step (set by the daemon)
+    #[arg(long, hide = true)]
+    park_on_stop: bool,
     /// Write the run's report here when the run stops (.html, .md, .json or .xml)
     #[arg(long, value_name = "FILE")]
     report: Option<PathBuf>,
@@ -62,6 +69,17 @@ pub fn resume(
             console: terminal_console(args.non_interactive),
             wait: args.wait,
             secrets: &prompt::TerminalSecrets,
+            window: &|plan| {
+                let (windows, calendars) = super::timing_config(settings)?;
+                crate::exec::request::Timing {
+                    windows: &windows,
+                    calendars: &calendars,
+                    config: settings.config_name(),
+                    now: chrono::Utc::now(),
+                }
+                .window_for(plan, false, args.ignore_window_history)
+            },
+            park_on_stop: args.park_on_stop,
         },
         &|path| load_plan(settings, path),
     )?;

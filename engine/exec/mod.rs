@@ -16,8 +16,10 @@ use crate::error::{Error, Result};
 use crate::exec::console::Console;
 use crate::exec::progress::{FinishedStep, Progress};
 use crate::exec::redact::Redactor;
+use crate::exec::request::FreezeBreakApproval;
+use crate::exec::window::WindowLimit;
 use crate::journal::event::{
-    AttemptStatus, Event, InterruptedDecision, Phase, RunStatus, StepProcesses, StepStatus,
+    AttemptStatus, Event, InterruptedDecision, Phase, RunStatus, StepProcesses, StepStatus, ScheduledSlot, WaitingFor, WindowVerdict,
 };
 use crate::journal::lease::Lease;
 use crate::journal::view::{RunView, StepView};
@@ -45,6 +47,7 @@ pub mod redact;
 pub mod request;
 pub mod resume;
 mod rollback;
+pub mod window;
 
 pub use request::{ParkedStep, RunRequest, RunResult, Supervision};
 pub use resume::InterruptedChoice;
@@ -97,6 +100,14 @@ pub struct Executor {
     containments: Mutex<HashMap<String, Containment>>,
     /// A refused answer's comment or evidence, by step, offered again in the next round.
     last_comments: Mutex<HashMap<String, String>>,
+    /// The window occurrence the steps must start in.
+    window: Option<WindowLimit>,
+    slot: Option<ScheduledSlot>,
+    /// A stop request parks the run between steps instead of aborting it.
+    park_on_stop: bool,
+    freeze_break: Option<FreezeBreakApproval>,
+    /// Why the drive parked between steps.
+    pause_reason: Mutex<Option<String>>,
 }
 
 /// Starts a new run of `request` (or continues `request.resume`) and drives it until it
@@ -162,6 +173,11 @@ pub async fn run(
         parked: Mutex::new(Vec::new()),
         containments: Mutex::new(HashMap::new()),
         last_comments: Mutex::new(HashMap::new()),
+        window: request.window,
+        slot: request.slot,
+        park_on_stop: request.park_on_stop,
+        freeze_break: request.freeze_break,
+        pause_reason: Mutex::new(None),
     };
     // Say what a Ctrl-C or SIGTERM does, when it comes.
     let notice = {
@@ -303,8 +319,17 @@ impl Executor {
             owner: rb.owner.clone(),
             window: rb.window.clone(),
             risk: rb.risk.name().to_string(),
-            slot: None,
+            slot: self.slot.clone(),
         })?;
+        if let Some(approval) = &self.freeze_break {
+            self.record(Event::FreezeBroken {
+                calendar: approval.calendar.clone(),
+                freeze: approval.freeze.clone(),
+                reason: approval.reason.clone(),
+                by: self.operator.name.clone(),
+                approved_by: approval.approved_by.clone(),
+            })?;
+        }
         let dry = if self.dry_run { " (dry run)" } else { "" };
         // The run id is the first line: scripts and people read it from there.
         self.progress.run_started(
@@ -364,8 +389,21 @@ impl Executor {
             .map(|t| t.contains(&(Phase::Main, StepStatus::Failed)))
             .unwrap_or(false);
         for step in &self.plan.steps {
+            let already_done = self.prior.contains_key(&(Phase::Main, step.id.clone()));
             if self.abort.is_requested() {
+                if self.park_on_stop && !self.abort.is_hard() && !already_done {
+                    return self.park(
+                        &step.id,
+                        "the daemon driving it stopped before this step; it goes on when the daemon starts again".into(),
+                        WaitingFor::Restart,
+                    );
+                }
                 return self.aborted_between_steps();
+            }
+            if !already_done && !self.dry_run {
+                if let Some(reason) = self.window_says_wait(&step.id)? {
+                    return self.park(&step.id, reason, WaitingFor::Window);
+                }
             }
             match self.run_step(step, Phase::Main, None).await? {
                 StepOutcome::Parked => return Ok(RunStatus::AwaitingSignoff),
@@ -414,6 +452,53 @@ impl Executor {
         })
     }
 
+    /// Checks `step` against the time left in the run's window and journals the verdict;
+    /// Some(reason) when it must not start.
+    fn window_says_wait(&self, step: &str) -> Result<Option<String>> {
+        let Some(limit) = &self.window else {
+            return Ok(None);
+        };
+        let history = {
+            let journal = self.journal.lock().map_err(|_| Error::Poisoned {
+                what: "the journal",
+            })?;
+            window::step_history(
+                &journal,
+                &self.plan.source.content_hash,
+                step,
+                &self.run_id,
+            )?
+        };
+        let verdict = window::decide(limit, step, chrono::Utc::now(), &history);
+        self.record(Event::WindowChecked {
+            step: step.to_string(),
+            window: limit.window.clone(),
+            verdict: verdict.verdict,
+            reason: verdict.reason.clone(),
+            remaining_ms: verdict.remaining_ms,
+            p95_ms: verdict.p95_ms,
+            samples: verdict.samples,
+        })?;
+        if verdict.verdict == WindowVerdict::Overridden {
+            self.progress.message(&verdict.reason);
+        }
+        Ok(verdict.parks().then_some(verdict.reason))
+    }
+
+    /// Stops before `step` to go on later: journaled as a pause the run resumes from.
+    fn park(&self, step: &str, reason: String, waiting_for: WaitingFor) -> Result<RunStatus> {
+        self.record(Event::RunPaused {
+            step: step.to_string(),
+            reason: reason.clone(),
+            waiting_for,
+        })?;
+        self.progress.message(&format!("parked before `{step}`: {reason}"));
+        if let Ok(mut slot) = self.pause_reason.lock() {
+            *slot = Some(reason);
+        }
+        Ok(RunStatus::Parked)
+    }
+
     fn aborted_between_steps(&self) -> Result<RunStatus> {
         self.record(Event::AbortRequested {
             by: self.operator.name.clone(),
@@ -427,7 +512,7 @@ impl Executor {
     /// next is the caller's to say.
     fn conclude(&self, status: RunStatus, elapsed: Duration) -> Result<RunResult> {
         let summary = self.summary();
-        if status != RunStatus::AwaitingSignoff {
+        if !status.is_paused() {
             self.record(Event::RunFinished {
                 status,
                 exit_code: status.exit_code(),
@@ -444,7 +529,7 @@ impl Executor {
         let supervisor = self
             .supervision
             .as_ref()
-            .filter(|_| status != RunStatus::AwaitingSignoff)
+            .filter(|_| !status.is_paused())
             .map(|s| s.supervisor.clone());
         Ok(RunResult {
             run_id: self.run_id.clone(),
@@ -459,6 +544,7 @@ impl Executor {
             elapsed,
             awaiting_acceptance_by: supervisor,
             parked,
+            pause_reason: self.pause_reason.lock().ok().and_then(|r| r.clone()),
         })
     }
 

@@ -5,12 +5,15 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use rhai::Engine;
 
+use crate::calendar::{Calendars, FreezeReason, Windows};
 use crate::error::{Error, Result};
 use crate::exec::console::Console;
 use crate::exec::resume::Resumption;
-use crate::journal::event::RunStatus;
+use crate::exec::window::WindowLimit;
+use crate::journal::event::{RunStatus, ScheduledSlot};
 use crate::journal::lease::Lease;
 use crate::journal::view;
 use crate::journal::Journal;
@@ -38,6 +41,24 @@ pub struct RunRequest {
     pub db: PathBuf,
     /// Continue an existing run instead of starting one.
     pub resume: Option<Resumption>,
+    /// The occurrence of the runbook's maintenance window this drive must start its steps in.
+    pub window: Option<WindowLimit>,
+    /// Started by the daemon for a schedule's slot (journaled with the run's start).
+    pub slot: Option<ScheduledSlot>,
+    /// A stop request (the daemon stopping) parks the run after the current step, to be
+    /// resumed, instead of aborting it.
+    pub park_on_stop: bool,
+    /// Starting inside a freeze, as a supervisor approved (journaled right after the start).
+    pub freeze_break: Option<FreezeBreakApproval>,
+}
+
+/// A supervisor's approval to start one run inside a freeze.
+#[derive(Debug, Clone)]
+pub struct FreezeBreakApproval {
+    pub calendar: String,
+    pub freeze: String,
+    pub reason: String,
+    pub approved_by: String,
 }
 
 #[derive(Debug, Clone)]
@@ -61,6 +82,8 @@ pub struct RunResult {
     pub awaiting_acceptance_by: Option<String>,
     /// Gates and manual steps the run parked at, with the binding a signer checks.
     pub parked: Vec<ParkedStep>,
+    /// Why a run stopped between steps to go on later (status `parked`).
+    pub pause_reason: Option<String>,
 }
 
 /// A step the run waits at.
@@ -109,6 +132,100 @@ pub fn admit(journal: &mut Journal, admission: Admission) -> Result<Option<Super
         }
     }
     supervision(journal, admission.operator, plan, admission.supervisor)
+}
+
+/// When a run may happen: the maintenance windows and freeze calendars of the config, at `now`.
+pub struct Timing<'a> {
+    pub windows: &'a Windows,
+    pub calendars: &'a Calendars,
+    /// How the config file is named in messages.
+    pub config: String,
+    pub now: DateTime<Utc>,
+}
+
+impl Timing<'_> {
+    /// The occurrence of its maintenance window a run of `plan` must start its steps in: None
+    /// for a runbook that names no window (or a dry run, which changes nothing); refused while
+    /// the window is closed, saying when it next opens.
+    pub fn window_for(
+        &self,
+        plan: &Plan,
+        dry_run: bool,
+        ignore_history: bool,
+    ) -> Result<Option<WindowLimit>> {
+        let Some(name) = plan.runbook.window.as_ref().filter(|_| !dry_run) else {
+            return Ok(None);
+        };
+        let runbook = &plan.runbook.runbook;
+        let Some(window) = self.windows.get(name) else {
+            let names = self.windows.names();
+            return Err(Error::UnknownWindow {
+                runbook: runbook.clone(),
+                window: name.clone(),
+                config: self.config.clone(),
+                known: if names.is_empty() {
+                    " (it defines no windows: add one under `windows:`)".into()
+                } else {
+                    format!(" (it defines: {})", names.join(", "))
+                },
+            });
+        };
+        match window.open_at(self.now) {
+            Some(occurrence) => Ok(Some(WindowLimit {
+                window: name.clone(),
+                last_start: occurrence.last_start,
+                closes: occurrence.closes,
+                ignore_history,
+            })),
+            None => Err(Error::OutsideWindow {
+                runbook: runbook.clone(),
+                window: name.clone(),
+                next: match window.next_opening(self.now) {
+                    Some(next) => format!(
+                        "at {} ({} from now)",
+                        next.opens.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                        span(next.opens - self.now)
+                    ),
+                    None if !window.enabled() => "never: the window is disabled".into(),
+                    None => "never: its schedule has no further opening".into(),
+                },
+            }),
+        }
+    }
+
+    /// The freeze a run of `plan` would break: None when the calendars are open, or the run
+    /// changes nothing (a dry run, or a runbook whose every step is read-only).
+    pub fn freeze_for(&self, plan: &Plan, dry_run: bool) -> Option<FreezeReason> {
+        let changes_nothing = plan.all_steps().iter().all(|s| s.readonly);
+        if dry_run || changes_nothing {
+            return None;
+        }
+        let state = self.calendars.state_at(self.now);
+        state.reasons.into_iter().next()
+    }
+}
+
+/// A span for people: `3d 4h`, `2h 05m`, `12m`, `40s`.
+pub fn span(delta: chrono::TimeDelta) -> String {
+    let s = delta.num_seconds().max(0);
+    match s {
+        s if s >= 86_400 => format!("{}d {}h", s / 86_400, (s / 3600) % 24),
+        s if s >= 3600 => format!("{}h {:02}m", s / 3600, (s / 60) % 60),
+        s if s >= 60 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+/// The error for a run refused by `freeze`.
+pub fn inside_freeze(freeze: &FreezeReason) -> Error {
+    Error::InsideFreeze {
+        calendar: freeze.calendar.clone(),
+        freeze: freeze.event.clone(),
+        until: freeze.until.map_or_else(
+            || "further notice".into(),
+            |u| u.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        ),
+    }
 }
 
 /// Refuses to start (or resume) a run that a missing secret would fail half way: every

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 use crate::exec::console::Console;
 use crate::exec::request::{RunRequest, Supervision};
+use crate::exec::window::WindowLimit;
 use crate::journal::event::RunStatus;
 use crate::journal::lease::Lease;
 use crate::journal::view::{self, RunView};
@@ -50,6 +51,11 @@ pub struct ResumeOptions<'a> {
     pub console: Option<Arc<dyn Console>>,
     pub wait: bool,
     pub secrets: &'a dyn SecretSource,
+    /// The occurrence of the runbook's window the resumed steps must start in (refused while
+    /// the window is closed).
+    pub window: &'a dyn Fn(&Plan) -> Result<Option<WindowLimit>>,
+    /// A stop request parks the run between steps instead of aborting it (the daemon).
+    pub park_on_stop: bool,
 }
 
 /// Interrupted steps of a run that need a decision: scripts and commands that were started
@@ -158,7 +164,15 @@ pub fn prepare(
         }),
         None => None,
     };
+    let window = match view.dry_run {
+        true => None,
+        false => (options.window)(&plan)?,
+    };
     Ok(RunRequest {
+        window,
+        slot: view.slot.clone(),
+        park_on_stop: options.park_on_stop,
+        freeze_break: None,
         plan,
         engine,
         params,
@@ -180,7 +194,7 @@ pub fn prepare(
 /// A run that can be continued: running (its driver gone) or waiting for a person.
 fn check_resumable(view: &RunView) -> Result<()> {
     match view.status {
-        RunStatus::Running | RunStatus::AwaitingSignoff => Ok(()),
+        RunStatus::Running | RunStatus::AwaitingSignoff | RunStatus::Parked => Ok(()),
         RunStatus::AwaitingAcceptance => Err(Error::AwaitsAcceptance {
             run: view.id.clone(),
             supervisor: view

@@ -54,6 +54,9 @@ impl StepStatus {
 pub enum RunStatus {
     Running,
     AwaitingSignoff,
+    /// Stopped between steps to go on later: its maintenance window had too little time left,
+    /// or the daemon driving it was stopping.
+    Parked,
     AwaitingAcceptance,
     Succeeded,
     Failed,
@@ -69,7 +72,9 @@ impl RunStatus {
         match self {
             RunStatus::Succeeded => exit::SUCCESS,
             RunStatus::Failed | RunStatus::Running => exit::STEP_FAILED,
-            RunStatus::AwaitingSignoff | RunStatus::AwaitingAcceptance => exit::AWAITING_SIGNOFF,
+            RunStatus::AwaitingSignoff | RunStatus::AwaitingAcceptance | RunStatus::Parked => {
+                exit::AWAITING_SIGNOFF
+            }
             RunStatus::Aborted | RunStatus::Rejected => exit::REJECTED_OR_ABORTED,
         }
     }
@@ -78,6 +83,7 @@ impl RunStatus {
         match self {
             RunStatus::Running => "running",
             RunStatus::AwaitingSignoff => "awaiting-signoff",
+            RunStatus::Parked => "parked",
             RunStatus::AwaitingAcceptance => "awaiting-acceptance",
             RunStatus::Succeeded => "succeeded",
             RunStatus::Failed => "failed",
@@ -86,10 +92,16 @@ impl RunStatus {
         }
     }
 
+    /// Stopped to go on later (a sign-off, a window, a restart): not finished.
+    pub fn is_paused(self) -> bool {
+        matches!(self, RunStatus::AwaitingSignoff | RunStatus::Parked)
+    }
+
     pub fn parse(text: &str) -> Option<Self> {
         [
             RunStatus::Running,
             RunStatus::AwaitingSignoff,
+            RunStatus::Parked,
             RunStatus::AwaitingAcceptance,
             RunStatus::Succeeded,
             RunStatus::Failed,

@@ -259,6 +259,11 @@ impl Journal {
         Ok(answer)
     }
 
+    /// The connection, for reading the tables and events with a query of one's own.
+    pub(crate) fn connection_ref(&self) -> &Connection {
+        &self.conn
+    }
+
     /// The connection, for the tables that live beside the events (operators, leases).
     pub(crate) fn connection(&mut self) -> &mut Connection {
         &mut self.conn

@@ -756,6 +756,10 @@ fn status_after(
     supervised: bool,
 ) -> RunStatus {
     match event {
+        Event::RunPaused {
+            waiting_for: WaitingFor::Window | WaitingFor::Restart,
+            ..
+        } => RunStatus::Parked,
         Event::RunPaused { .. } => RunStatus::AwaitingSignoff,
         Event::RunResumed { .. } => RunStatus::Running,
         Event::RunFinished { .. } if supervised => RunStatus::AwaitingAcceptance,

@@ -374,6 +374,14 @@ impl NotReached {
                     "the run is waiting for a person{} and has not got here yet",
                     step_named(run.paused.as_ref().map(|p| p.step.clone()))
                 ),
+                RunStatus::Parked => format!(
+                    "the run is parked{}{} and has not got here yet",
+                    step_named(run.paused.as_ref().map(|p| p.step.clone())),
+                    run.paused
+                        .as_ref()
+                        .map(|p| format!(" ({})", p.reason))
+                        .unwrap_or_default()
+                ),
                 RunStatus::Failed => {
                     match &run.rollback_for {
                         Some(failed) => {

@@ -127,6 +127,9 @@ impl SecretSource for TerminalSecrets {
 pub struct TerminalPassphrases {
     /// `--passphrase-file`.
     pub file: Option<std::path::PathBuf>,
+    /// The environment variable read where there is no file: `OPSBOOK_PASSPHRASE` for the
+    /// operator, `OPSBOOK_APPROVER_PASSPHRASE` for a second person approving on the spot.
+    pub env: &'static str,
 }
 
 /// A passphrase file holds one line; anything larger is not a passphrase file.
@@ -141,7 +144,7 @@ impl Passphrases for TerminalPassphrases {
                 .map_err(|_| Error::file(path, "the passphrase file is not UTF-8 text"))?;
             return Ok(text.trim_end_matches(['\n', '\r']).to_string());
         }
-        if let Ok(value) = std::env::var("OPSBOOK_PASSPHRASE") {
+        if let Ok(value) = std::env::var(self.env) {
             return Ok(value);
         }
         if is_interactive() {

@@ -32,6 +32,7 @@
 
 #![allow(dead_code)]
 
+pub mod http;
 pub mod journal;
 pub mod people;
 pub mod process;

@@ -62,6 +62,15 @@ impl Proc {
         assert_eq!(sent, 0, "kill: {}", std::io::Error::last_os_error());
     }
 
+    /// Sends SIGTERM, as systemd does to stop a service.
+    #[track_caller]
+    pub fn terminate(&mut self) {
+        let pid = self.child().id() as i32;
+        // SAFETY: kill(2) on the pid of a child we spawned and have not reaped yet.
+        let sent = unsafe { libc::kill(pid, libc::SIGTERM) };
+        assert_eq!(sent, 0, "kill: {}", std::io::Error::last_os_error());
+    }
+
     /// Reads the first line of `opsbook run` (`run <ULID> ...`) as it is printed: the run id.
     #[track_caller]
     pub fn first_line_run_id(&mut self) -> String {
