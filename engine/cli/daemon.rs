@@ -145,7 +145,7 @@ pub fn run_daemon(settings: &Settings, as_name: Option<&str>, args: DaemonArgs) 
 pub fn outbox(settings: &Settings, command: OutboxCommand) -> Result<i32> {
     let OutboxCommand::List { pending, json } = command;
     let entries = match Journal::open_read_only(&settings.db) {
-        Ok(journal) => outbox::list(&journal, pending)?,
+        Ok(mut journal) => outbox::list(&mut journal, pending)?,
         Err(Error::NoJournal { .. }) => Vec::new(),
         Err(e) => return Err(e),
     };

@@ -614,7 +614,6 @@ impl RunView {
                     });
                 }
             }
-            Event::OperatorChanged { .. } => {}
         }
     }
 
@@ -823,6 +822,7 @@ mod tests {
             risk: "low".into(),
             bundle_hash: None,
             scripts: Default::default(),
+            slot: None,
         }
     }
 

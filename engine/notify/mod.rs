@@ -7,8 +7,6 @@
 //! due, one channel call at a time, each bounded by its channel's timeout, and journals each
 //! outcome. Nothing here prints, and nothing from a notification is ever run as code.
 
-// Nothing drives the outbox yet: the daemon and `opsbook outbox list` will.
-#![cfg_attr(not(test), allow(dead_code))]
 
 pub mod channel;
 pub mod outbox;

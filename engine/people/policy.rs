@@ -467,6 +467,7 @@ mod tests {
                 risk: "low".into(),
                 bundle_hash: None,
                 scripts: Default::default(),
+                slot: None,
             },
             Event::StepStarted {
                 step: "g".into(),

@@ -198,7 +198,7 @@ impl Daemon<'_> {
             }
         }
         systemd::stopping();
-        let pending = outbox::list(&self.journal, true)?.len();
+        let pending = outbox::list(&mut self.journal, true)?.len();
         (self.say)(&format!(
             "opsbook daemon stopped{}",
             if pending > 0 {
