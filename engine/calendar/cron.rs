@@ -31,7 +31,7 @@
 
 use std::path::Path;
 
-use chrono::{DateTime, DurationRound, TimeDelta, TimeZone, Utc};
+use chrono::{DateTime, DurationRound, NaiveDateTime, TimeDelta, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
 use croner::parser::{CronParser, Seconds, Year};
 use croner::Cron;
@@ -182,6 +182,26 @@ pub(crate) fn sibling_key(key: &str, sibling: &str) -> String {
         Some((parent, _)) => format!("{parent}.{sibling}"),
         None => sibling.to_string(),
     }
+}
+
+/// The instant a wall-clock time in `tz` names, by the same rule as fixed-time fires: the
+/// first of two in an overlap, the first instant after the gap for one that does not exist.
+/// `None` only when no instant within a day after `local` exists (beyond chrono's range).
+pub(crate) fn resolve_local(tz: Tz, local: NaiveDateTime) -> Option<DateTime<Utc>> {
+    if let Some(instant) = tz.from_local_datetime(&local).earliest() {
+        return Some(instant.with_timezone(&Utc));
+    }
+    // In a gap. Zones change their offset on whole minutes, so the first whole minute that
+    // exists is where the gap ends. Gaps last an hour or two (a day when Samoa crossed the
+    // date line): look a day ahead at most.
+    let mut wall = local.with_second(0)?.with_nanosecond(0)?;
+    for _ in 0..=24 * 60 {
+        wall = wall.checked_add_signed(TimeDelta::minutes(1))?;
+        if let Some(instant) = tz.from_local_datetime(&wall).earliest() {
+            return Some(instant.with_timezone(&Utc));
+        }
+    }
+    None
 }
 
 fn whole_second(t: DateTime<Utc>) -> DateTime<Utc> {

@@ -3,6 +3,8 @@
 //!
 //! - `cron`: a cron expression in an IANA time zone, its fires as UTC instants, and the rule
 //!   for the nights the clocks change.
+//! - `window`: maintenance windows (the AWS SSM fields: schedule, zone, duration, cutoff,
+//!   offset days, start/end, enabled), their occurrences and their state at an instant.
 //!
 //! Every search here is bounded (in years ahead, and in fires or occurrences looked at), so a
 //! schedule that fires rarely or never costs a bounded time and answers `None`.
@@ -12,5 +14,10 @@
 #![allow(dead_code)]
 
 pub mod cron;
+pub mod window;
 
+// Re-exported for those users; unused until then, as above.
+#[allow(unused_imports)]
 pub use cron::CronSchedule;
+#[allow(unused_imports)]
+pub use window::{Occurrence, Window, WindowStatus, Windows};
