@@ -3,6 +3,8 @@
 //!
 //! - `cron`: a cron expression in an IANA time zone, its fires as UTC instants, and the rule
 //!   for the nights the clocks change.
+//! - `ics`: the RFC 5545 subset freeze calendars are read from (events, their recurrences
+//!   and exceptions), expanded over a bounded span.
 //! - `window`: maintenance windows (the AWS SSM fields: schedule, zone, duration, cutoff,
 //!   offset days, start/end, enabled), their occurrences and their state at an instant.
 //!
@@ -14,6 +16,7 @@
 #![allow(dead_code)]
 
 pub mod cron;
+pub mod ics;
 pub mod window;
 
 // Re-exported for those users; unused until then, as above.
