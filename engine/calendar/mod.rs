@@ -3,6 +3,8 @@
 //!
 //! - `cron`: a cron expression in an IANA time zone, its fires as UTC instants, and the rule
 //!   for the nights the clocks change.
+//! - `freeze`: freeze calendars, open or closed by default, combined as AWS Change Calendar
+//!   combines them, with the reasons they are closed and when that next changes.
 //! - `ics`: the RFC 5545 subset freeze calendars are read from (events, their recurrences
 //!   and exceptions), expanded over a bounded span.
 //! - `window`: maintenance windows (the AWS SSM fields: schedule, zone, duration, cutoff,
@@ -16,11 +18,14 @@
 #![allow(dead_code)]
 
 pub mod cron;
+pub mod freeze;
 pub mod ics;
 pub mod window;
 
 // Re-exported for those users; unused until then, as above.
 #[allow(unused_imports)]
 pub use cron::CronSchedule;
+#[allow(unused_imports)]
+pub use freeze::{CalendarState, Calendars, FreezeReason, OneCalendarState};
 #[allow(unused_imports)]
 pub use window::{Occurrence, Window, WindowStatus, Windows};
