@@ -4,8 +4,8 @@
 //! Every subsystem is crate-private, so the compiler finds dead code; the binary calls
 //! [`cli::main`], and [`embed`] is the small surface the benchmarks drive in-process.
 
-pub mod cli;
 pub(crate) mod calendar;
+pub mod cli;
 pub(crate) mod config;
 pub(crate) mod diagnostic;
 pub(crate) mod error;

@@ -56,16 +56,18 @@ fn window_status_before_inside_after_the_cutoff_and_after_the_end() {
     assert_eq!(after_end["state"], "closed");
     assert_eq!(after_end["next_transition"], "2026-12-06T22:00:00Z");
 
-    ws.cmd([
-        "window",
-        "status",
-        "sunday-night",
-        "--at",
-        "2026-11-30T01:00:00Z",
-    ])
-    .run()
-    .status(0)
-    .stdout(
+    let out = ws
+        .cmd([
+            "window",
+            "status",
+            "sunday-night",
+            "--at",
+            "2026-11-30T01:00:00Z",
+        ])
+        .run()
+        .status(0);
+    assert_eq!(
+        out.stdout,
         "sunday-night: open since 2026-11-29T22:00:00Z, closes 2026-11-30T02:00:00Z (1h 00m left); no step starts after 2026-11-30T01:30:00Z\n",
     );
 }
@@ -149,7 +151,8 @@ fn a_bad_window_is_named_with_its_key() {
     );
     let out = ws.cmd(["window", "list"]).run().status(2);
     assert!(
-        out.stderr.contains("opsbook.yaml: windows.nightly.timezone:"),
+        out.stderr
+            .contains("opsbook.yaml: windows.nightly.timezone:"),
         "{}",
         out.stderr
     );
@@ -175,7 +178,12 @@ fn a_runbook_outside_its_window_is_refused_saying_when_it_next_opens() {
         "#,
     );
     let out = ws.cmd(["run", "patch"]).run().status(5);
-    let next_year = chrono::Utc::now().format("%Y").to_string().parse::<i32>().unwrap() + 1;
+    let next_year = chrono::Utc::now()
+        .format("%Y")
+        .to_string()
+        .parse::<i32>()
+        .unwrap()
+        + 1;
     assert!(
         out.stderr.contains(&format!(
             "refused to start: runbook `patch` runs in maintenance window `new-year`, which is closed; it next opens at {next_year}-01-01T00:00:00Z ("
@@ -199,7 +207,7 @@ fn a_runbook_outside_its_window_is_refused_saying_when_it_next_opens() {
         "#,
     );
     ws.cmd(["run", "typo"]).run().status(2).stderr(
-        "runbook `typo` runs in maintenance window `new-yaer`, which opsbook.yaml does not define (it defines: new-year)\n",
+        "error: runbook `typo` runs in maintenance window `new-yaer`, which opsbook.yaml does not define (it defines: new-year)\n",
     );
 }
 
@@ -262,7 +270,11 @@ fn a_run_inside_a_freeze_is_refused_unless_it_changes_nothing() {
     assert!(!ws.path().join("changed").exists());
     ws.cmd(["run", "restart", "--dry-run"]).run().status(0);
     ws.cmd(["run", "survey"]).run().status(0);
-    let state = ws.cmd(["calendar", "status", "--json"]).run().status(0).json();
+    let state = ws
+        .cmd(["calendar", "status", "--json"])
+        .run()
+        .status(0)
+        .json();
     assert_eq!(state["state"], "closed");
     assert_eq!(state["reasons"][0]["calendar"], "year-end");
     assert_eq!(state["reasons"][0]["event"], "Year-end change freeze");
@@ -273,7 +285,11 @@ fn breaking_a_freeze_needs_another_person_who_is_a_supervisor_and_is_journaled()
     let ws = frozen_workspace();
     team(
         &ws,
-        &[("sam", "supervisor"), ("olga", "operator"), ("tom", "operator")],
+        &[
+            ("sam", "supervisor"),
+            ("olga", "operator"),
+            ("tom", "operator"),
+        ],
     );
     let break_it = |approver: &str| {
         act(
@@ -293,7 +309,7 @@ fn breaking_a_freeze_needs_another_person_who_is_a_supervisor_and_is_journaled()
         .run()
     };
     break_it("tom").status(5).stderr(
-        "refused to break the freeze: tom is operator, and only a supervisor may approve it\n",
+        "error: refused to break the freeze: tom is operator, and only a supervisor may approve it\n",
     );
     assert!(!ws.path().join("changed").exists());
     let out = break_it("sam").status(0);
@@ -339,8 +355,9 @@ fn go_no_go_parks_a_step_whose_history_says_it_will_not_fit() {
     let out = ws.cmd(["run", "slow"]).run().status(3);
     let run = out.run_id();
     assert!(
-        out.stdout
-            .contains("parked before `slow`: `slow` usually takes 1s (p95 of 5 runs); 0s remain in tight"),
+        out.stdout.contains(
+            "parked before `slow`: `slow` usually takes 1s (p95 of 5 runs); 0s remain in tight"
+        ),
         "{}",
         out.stdout
     );

@@ -67,6 +67,9 @@ pub struct FreezeReason {
     /// start of the next (`None`: not within a year).
     pub from: Option<DateTime<Utc>>,
     pub until: Option<DateTime<Utc>>,
+    /// The event's `CATEGORIES`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub categories: Vec<String>,
 }
 
 /// One calendar's own state at an instant.
@@ -153,13 +156,12 @@ impl Calendars {
         self.calendars.is_empty()
     }
 
-    /// The calendars in name order.
-    pub fn iter(&self) -> impl Iterator<Item = &Calendar> {
-        self.calendars.iter()
-    }
-
-    pub fn names(&self) -> Vec<&str> {
-        self.calendars.iter().map(|c| c.name.as_str()).collect()
+    /// The file a calendar is read from.
+    pub fn file_of(&self, name: &str) -> Option<&std::path::Path> {
+        self.calendars
+            .iter()
+            .find(|c| c.name == name)
+            .map(|c| c.path.as_path())
     }
 }
 
@@ -206,6 +208,7 @@ impl Calendar {
                     event: event.title(),
                     from: Some(span.start),
                     until: Some(span.end),
+                    categories: event.categories.clone(),
                 }),
             (true, Openness::Closed) => {
                 closed
@@ -216,6 +219,7 @@ impl Calendar {
                         event: CLOSED_BY_DEFAULT.to_string(),
                         from: s.from,
                         until: s.until.filter(|until| *until < hi),
+                        categories: Vec::new(),
                     })
             }
         };
@@ -372,6 +376,7 @@ mod tests {
             event: event.into(),
             from: from.map(utc),
             until: until.map(utc),
+            categories: Vec::new(),
         }
     }
 
@@ -573,7 +578,7 @@ mod tests {
         );
         let calendars = Calendars::from_settings(&settings(base.clone(), specs.clone()))
             .expect("a valid calendar");
-        assert_eq!(calendars.names(), ["holidays"]);
+        assert!(calendars.file_of("holidays").is_some());
         let state = calendars.state_at(utc("2026-12-25T12:00:00Z"));
         assert_eq!(
             state.reasons,

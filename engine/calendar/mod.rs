@@ -13,19 +13,11 @@
 //! Every search here is bounded (in years ahead, and in fires or occurrences looked at), so a
 //! schedule that fires rarely or never costs a bounded time and answers `None`.
 
-// The scheduler and the run admission that use this module are written alongside it; until
-// they call it, the compiler sees its public items as unused. Remove this then.
-#![allow(dead_code)]
-
 pub mod cron;
 pub mod freeze;
 pub mod ics;
 pub mod window;
 
-// Re-exported for those users; unused until then, as above.
-#[allow(unused_imports)]
 pub use cron::CronSchedule;
-#[allow(unused_imports)]
-pub use freeze::{CalendarState, Calendars, FreezeReason, OneCalendarState};
-#[allow(unused_imports)]
-pub use window::{Occurrence, Window, WindowStatus, Windows};
+pub use freeze::{Calendars, FreezeReason};
+pub use window::{Window, Windows};

@@ -346,18 +346,6 @@ impl Window {
         text
     }
 
-    pub fn schedule(&self) -> &CronSchedule {
-        &self.cron
-    }
-
-    pub fn duration(&self) -> TimeDelta {
-        self.duration
-    }
-
-    pub fn cutoff(&self) -> TimeDelta {
-        self.cutoff
-    }
-
     fn occurrence(&self, opens: DateTime<Utc>) -> Occurrence {
         let closes = opens + self.duration;
         Occurrence {

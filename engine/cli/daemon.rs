@@ -36,7 +36,12 @@ pub struct DaemonArgs {
     #[arg(long)]
     print_systemd_unit: bool,
     /// The user the unit runs the daemon as
-    #[arg(long, value_name = "USER", default_value = "opsbook", requires = "print_systemd_unit")]
+    #[arg(
+        long,
+        value_name = "USER",
+        default_value = "opsbook",
+        requires = "print_systemd_unit"
+    )]
     user: String,
 }
 
@@ -79,7 +84,9 @@ pub fn schedule(settings: &Settings, command: ScheduleCommand) -> Result<i32> {
         );
         outln!(
             "  next: {}",
-            s.next.as_deref().unwrap_or(if s.enabled { "none" } else { "none (disabled)" })
+            s.next
+                .as_deref()
+                .unwrap_or(if s.enabled { "none" } else { "none (disabled)" })
         );
         match s.last {
             Some(last) => outln!(

@@ -6,15 +6,15 @@ use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::calendar::{Calendars, Windows};
 use crate::config::Settings;
 use crate::error::{exit, Error, Result};
 use crate::exec::console::Console;
 use crate::exec::progress::Progress;
-use crate::calendar::{Calendars, Windows};
 use crate::exec::request::{self, Admission, FreezeBreakApproval};
-use crate::journal::event::ScheduledSlot;
 use crate::exec::{self, RunRequest, RunResult};
 use crate::journal::event::RunStatus;
+use crate::journal::event::ScheduledSlot;
 use crate::journal::Journal;
 use crate::runbook::duration::format_duration;
 use crate::runbook::library;
@@ -404,7 +404,12 @@ fn run(settings: &Settings, identity: &Identity, args: RunArgs, no_progress: boo
     let freeze_break = match timing.freeze_for(&plan, args.dry_run) {
         None => None,
         Some(freeze) if !args.break_freeze => return Err(request::inside_freeze(&freeze)),
-        Some(freeze) => Some(approve_freeze_break(&mut journal, &operator, &args, &freeze)?),
+        Some(freeze) => Some(approve_freeze_break(
+            &mut journal,
+            &operator,
+            &args,
+            &freeze,
+        )?),
     };
     let slot = args.slot.as_deref().map(parse_slot).transpose()?;
     let request = RunRequest {
@@ -453,7 +458,9 @@ fn approve_freeze_break(
     let name = args.approved_by.clone().unwrap_or_default();
     let reason = args.reason.clone().unwrap_or_default();
     if reason.trim().is_empty() {
-        return Err(refused("--reason must say why the freeze must be broken".into()));
+        return Err(refused(
+            "--reason must say why the freeze must be broken".into(),
+        ));
     }
     let mut directory = Directory::new(journal);
     if directory.count()? == 0 {

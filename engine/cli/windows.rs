@@ -64,7 +64,9 @@ pub fn instant_arg(at: Option<&str>) -> Result<DateTime<Utc>> {
             .map_err(|_| Error::BadValue {
                 flag: "--at",
                 value: text.to_string(),
-                expected: "an RFC 3339 instant, such as 2026-12-24T22:00:00Z or 2026-12-24T22:00:00+01:00".into(),
+                expected:
+                    "an RFC 3339 instant, such as 2026-12-24T22:00:00Z or 2026-12-24T22:00:00+01:00"
+                        .into(),
             }),
     }
 }
@@ -212,19 +214,26 @@ pub fn calendar(settings: &Settings, command: CalendarCommand) -> Result<i32> {
         return Ok(0);
     }
     outln!("{}", state.state);
-    for reason in &state.reasons {
-        let until = reason
-            .until
-            .map(|u| format!(" until {}", instant(u)))
+    for one in &state.calendars {
+        let file = calendars
+            .file_of(&one.calendar)
+            .map(|p| format!(" ({})", p.display()))
             .unwrap_or_default();
-        outln!("  {}: \"{}\"{until}", reason.calendar, reason.event);
+        let why = one
+            .reason
+            .as_ref()
+            .map(|r| {
+                let until = r
+                    .until
+                    .map(|u| format!(" until {}", instant(u)))
+                    .unwrap_or_default();
+                format!(": \"{}\"{until}", r.event)
+            })
+            .unwrap_or_default();
+        outln!("  {}{file}: {}{why}", one.calendar, one.state);
     }
     if let Some(next) = state.next_transition {
-        outln!(
-            "next transition {} (in {})",
-            instant(next),
-            span(next - at)
-        );
+        outln!("next transition {} (in {})", instant(next), span(next - at));
     }
     Ok(0)
 }

@@ -19,7 +19,8 @@ use crate::exec::redact::Redactor;
 use crate::exec::request::FreezeBreakApproval;
 use crate::exec::window::WindowLimit;
 use crate::journal::event::{
-    AttemptStatus, Event, InterruptedDecision, Phase, RunStatus, StepProcesses, StepStatus, ScheduledSlot, WaitingFor, WindowVerdict,
+    AttemptStatus, Event, InterruptedDecision, Phase, RunStatus, ScheduledSlot, StepProcesses,
+    StepStatus, WaitingFor, WindowVerdict,
 };
 use crate::journal::lease::Lease;
 use crate::journal::view::{RunView, StepView};
@@ -392,7 +393,7 @@ impl Executor {
             let already_done = self.prior.contains_key(&(Phase::Main, step.id.clone()));
             if self.abort.is_requested() {
                 if self.park_on_stop && !self.abort.is_hard() && !already_done {
-                    return self.park(
+                    return self.park_between_steps(
                         &step.id,
                         "the daemon driving it stopped before this step; it goes on when the daemon starts again".into(),
                         WaitingFor::Restart,
@@ -402,7 +403,7 @@ impl Executor {
             }
             if !already_done && !self.dry_run {
                 if let Some(reason) = self.window_says_wait(&step.id)? {
-                    return self.park(&step.id, reason, WaitingFor::Window);
+                    return self.park_between_steps(&step.id, reason, WaitingFor::Window);
                 }
             }
             match self.run_step(step, Phase::Main, None).await? {
@@ -462,17 +463,12 @@ impl Executor {
             let journal = self.journal.lock().map_err(|_| Error::Poisoned {
                 what: "the journal",
             })?;
-            window::step_history(
-                &journal,
-                &self.plan.source.content_hash,
-                step,
-                &self.run_id,
-            )?
+            window::step_history(&journal, &self.plan.source.content_hash, step, &self.run_id)?
         };
         let verdict = window::decide(limit, step, chrono::Utc::now(), &history);
         self.record(Event::WindowChecked {
             step: step.to_string(),
-            window: limit.window.clone(),
+            window: limit.window.name.clone(),
             verdict: verdict.verdict,
             reason: verdict.reason.clone(),
             remaining_ms: verdict.remaining_ms,
@@ -486,13 +482,19 @@ impl Executor {
     }
 
     /// Stops before `step` to go on later: journaled as a pause the run resumes from.
-    fn park(&self, step: &str, reason: String, waiting_for: WaitingFor) -> Result<RunStatus> {
+    fn park_between_steps(
+        &self,
+        step: &str,
+        reason: String,
+        waiting_for: WaitingFor,
+    ) -> Result<RunStatus> {
         self.record(Event::RunPaused {
             step: step.to_string(),
             reason: reason.clone(),
             waiting_for,
         })?;
-        self.progress.message(&format!("parked before `{step}`: {reason}"));
+        self.progress
+            .message(&format!("parked before `{step}`: {reason}"));
         if let Ok(mut slot) = self.pause_reason.lock() {
             *slot = Some(reason);
         }

@@ -171,10 +171,8 @@ impl Timing<'_> {
             });
         };
         match window.open_at(self.now) {
-            Some(occurrence) => Ok(Some(WindowLimit {
-                window: name.clone(),
-                last_start: occurrence.last_start,
-                closes: occurrence.closes,
+            Some(_) => Ok(Some(WindowLimit {
+                window: window.clone(),
                 ignore_history,
             })),
             None => Err(Error::OutsideWindow {
@@ -183,7 +181,8 @@ impl Timing<'_> {
                 next: match window.next_opening(self.now) {
                     Some(next) => format!(
                         "at {} ({} from now)",
-                        next.opens.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                        next.opens
+                            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                         span(next.opens - self.now)
                     ),
                     None if !window.enabled() => "never: the window is disabled".into(),

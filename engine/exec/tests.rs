@@ -78,6 +78,10 @@ fn run_with(
         change: None,
         db: db.clone(),
         resume: None,
+        window: None,
+        slot: None,
+        park_on_stop: false,
+        freeze_break: None,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -8,17 +8,15 @@
 use chrono::{DateTime, Utc};
 use rusqlite::params;
 
+use crate::calendar::Window;
 use crate::error::Result;
 use crate::journal::event::WindowVerdict;
 use crate::journal::Journal;
 
-/// The occurrence of its maintenance window a run is driven in.
+/// The maintenance window a run is driven in.
 #[derive(Debug, Clone)]
 pub struct WindowLimit {
-    pub window: String,
-    /// No step starts after this instant (the window's end less its cutoff).
-    pub last_start: DateTime<Utc>,
-    pub closes: DateTime<Utc>,
+    pub window: Window,
     /// Start steps even when their history says they will not fit (the cutoff still holds).
     pub ignore_history: bool,
 }
@@ -45,27 +43,34 @@ impl Verdict {
 
 /// Decides whether `step` may start at `now`, given its earlier durations in milliseconds.
 pub fn decide(limit: &WindowLimit, step: &str, now: DateTime<Utc>, history: &[i64]) -> Verdict {
-    let remaining_ms = (limit.last_start - now).num_milliseconds();
-    let left = roughly(remaining_ms);
-    if remaining_ms <= 0 {
+    let name = &limit.window.name;
+    let Some(open) = limit.window.open_at(now).filter(|o| now < o.last_start) else {
+        let since = limit
+            .window
+            .open_at(now)
+            .map(|o| {
+                format!(
+                    "after the cutoff of window {name} ({})",
+                    o.last_start
+                        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                )
+            })
+            .unwrap_or_else(|| format!("while window {name} is closed"));
         return Verdict {
             verdict: WindowVerdict::Cutoff,
-            reason: format!(
-                "`{step}` would start after the cutoff of window {} ({}); no step starts after it",
-                limit.window,
-                limit.last_start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-            ),
-            remaining_ms,
+            reason: format!("`{step}` would start {since}; no step starts then"),
+            remaining_ms: 0,
             p95_ms: None,
             samples: None,
         };
-    }
+    };
+    let remaining_ms = (open.last_start - now).num_milliseconds();
+    let left = roughly(remaining_ms);
     if history.len() < MIN_SAMPLES {
         return Verdict {
             verdict: WindowVerdict::Go,
             reason: format!(
-                "{left} remain in {}; `{step}` has {} earlier run(s), fewer than {MIN_SAMPLES} to estimate from",
-                limit.window,
+                "{left} remain in {name}; `{step}` has {} earlier run(s), fewer than {MIN_SAMPLES} to estimate from",
                 history.len()
             ),
             remaining_ms,
@@ -76,9 +81,8 @@ pub fn decide(limit: &WindowLimit, step: &str, now: DateTime<Utc>, history: &[i6
     let p95 = percentile(history, 95);
     let usually = roughly(p95);
     let estimate = format!(
-        "`{step}` usually takes {usually} (p95 of {} runs); {left} remain in {}",
+        "`{step}` usually takes {usually} (p95 of {} runs); {left} remain in {name}",
         history.len(),
-        limit.window
     );
     let verdict = match (p95 > remaining_ms, limit.ignore_history) {
         (false, _) => WindowVerdict::Go,
@@ -86,7 +90,9 @@ pub fn decide(limit: &WindowLimit, step: &str, now: DateTime<Utc>, history: &[i6
         (true, true) => WindowVerdict::Overridden,
     };
     let reason = match verdict {
-        WindowVerdict::Overridden => format!("{estimate}; started anyway (--ignore-window-history)"),
+        WindowVerdict::Overridden => {
+            format!("{estimate}; started anyway (--ignore-window-history)")
+        }
         _ => estimate,
     };
     Verdict {
@@ -163,12 +169,21 @@ pub fn step_history(
 mod tests {
     use super::*;
 
+    /// Sundays 00:00 to 02:00 UTC, nothing starting after 01:30 (2026-03-01 is a Sunday).
     fn limit(ignore_history: bool) -> WindowLimit {
-        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        let spec = crate::config::WindowSpec {
+            schedule: "0 0 * * SUN".into(),
+            timezone: None,
+            duration: "2h".into(),
+            cutoff: Some("30m".into()),
+            offset_days: None,
+            start: None,
+            end: None,
+            enabled: true,
+        };
         WindowLimit {
-            window: "sunday-night".into(),
-            last_start: at("2026-03-01T01:30:00Z"),
-            closes: at("2026-03-01T02:00:00Z"),
+            window: Window::compile("sunday-night", &spec, std::path::Path::new("opsbook.yaml"))
+                .unwrap(),
             ignore_history,
         }
     }
@@ -182,7 +197,12 @@ mod tests {
     #[test]
     fn a_step_that_usually_takes_longer_than_what_is_left_does_not_start() {
         let history = [40, 41, 42, 39, 38, 42, 40, 41, 40, 42, 41, 39].map(|m| m * MINUTE);
-        let v = decide(&limit(false), "vacuum", now("2026-03-01T01:12:00Z"), &history);
+        let v = decide(
+            &limit(false),
+            "vacuum",
+            now("2026-03-01T01:12:00Z"),
+            &history,
+        );
         assert_eq!(
             v,
             Verdict {
@@ -195,7 +215,12 @@ mod tests {
             }
         );
         assert!(v.parks());
-        let overridden = decide(&limit(true), "vacuum", now("2026-03-01T01:12:00Z"), &history);
+        let overridden = decide(
+            &limit(true),
+            "vacuum",
+            now("2026-03-01T01:12:00Z"),
+            &history,
+        );
         assert_eq!(overridden.verdict, WindowVerdict::Overridden);
         assert!(!overridden.parks());
     }
@@ -211,9 +236,14 @@ mod tests {
         );
         let late = decide(&limit(true), "vacuum", now("2026-03-01T01:31:00Z"), &few);
         assert_eq!(late.verdict, WindowVerdict::Cutoff);
+        let closed = decide(&limit(false), "vacuum", now("2026-03-01T03:00:00Z"), &few);
+        assert_eq!(
+            closed.reason,
+            "`vacuum` would start while window sunday-night is closed; no step starts then"
+        );
         assert_eq!(
             late.reason,
-            "`vacuum` would start after the cutoff of window sunday-night (2026-03-01T01:30:00Z); no step starts after it"
+            "`vacuum` would start after the cutoff of window sunday-night (2026-03-01T01:30:00Z); no step starts then"
         );
     }
 

@@ -7,7 +7,6 @@
 //! due, one channel call at a time, each bounded by its channel's timeout, and journals each
 //! outcome. Nothing here prints, and nothing from a notification is ever run as code.
 
-
 pub mod channel;
 pub mod outbox;
 pub mod route;

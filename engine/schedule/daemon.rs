@@ -22,7 +22,7 @@ use tokio::process::{Child, Command};
 use crate::calendar::{Calendars, Windows};
 use crate::config::{MissedPolicy, OverlapPolicy, Settings};
 use crate::error::{Error, Result};
-use crate::exec::request::{inside_freeze, span, Timing};
+use crate::exec::request::{inside_freeze, Timing};
 use crate::journal::event::{RunStatus, SlotDecision, WaitingFor};
 use crate::journal::lease::Lease;
 use crate::journal::view::{self, RunView};
@@ -35,7 +35,7 @@ use crate::schedule::slots::{self, parse_instant};
 use crate::schedule::{instant, systemd, Schedule, Schedules, MAX_SLOTS_PER_LOOK};
 
 /// A slot found after this long is late: the daemon was not running when it fell due.
-const ON_TIME: chrono::TimeDelta = chrono::TimeDelta::seconds(2);
+const ON_TIME: chrono::TimeDelta = chrono::TimeDelta::seconds(1);
 /// How often the daemon looks at its schedules, children and outbox.
 const TICK: Duration = Duration::from_millis(200);
 /// How often it looks for parked runs to resume or to notify about.
@@ -88,6 +88,8 @@ struct Daemon<'a> {
     driven: Vec<Driven>,
     /// Runs this daemon resumed for a sign-off already seen (not again for the same one).
     resumed_for: HashSet<String>,
+    /// Per schedule: why its last slot did not start, once told.
+    last_failure: HashMap<String, String>,
     stopping: bool,
 }
 
@@ -124,6 +126,7 @@ pub fn run(settings: &Settings, options: DaemonOptions, say: Say) -> Result<i32>
         queued: VecDeque::new(),
         driven: Vec::new(),
         resumed_for: HashSet::new(),
+        last_failure: HashMap::new(),
         stopping: false,
     };
     let code = runtime.block_on(daemon.main());
@@ -147,6 +150,15 @@ impl Daemon<'_> {
             self.channels.names().len(),
             self.settings.db.display()
         ));
+        for name in self.channels.names() {
+            if let Some(channel) = self.channels.get(name) {
+                (self.say)(&format!(
+                    "  channel {}: {}",
+                    channel.name,
+                    channel.describe()
+                ));
+            }
+        }
         for schedule in self.schedules.iter() {
             let next = self
                 .next_slot(schedule, started)
@@ -262,8 +274,8 @@ impl Daemon<'_> {
 
     fn init_cursors(&mut self, started: DateTime<Utc>) -> Result<()> {
         for schedule in self.schedules.iter() {
-            let from = slots::last_claimed(&self.journal, &schedule.name)?
-                .unwrap_or(started - ON_TIME);
+            let from =
+                slots::last_claimed(&self.journal, &schedule.name)?.unwrap_or(started - ON_TIME);
             self.cursors.insert(schedule.name.clone(), from);
         }
         Ok(())
@@ -369,7 +381,7 @@ impl Daemon<'_> {
             let summary = format!(
                 "{} slot(s) from {} missed; {why}",
                 missed.len(),
-                instant(**missed[0])
+                instant(*missed[0])
             );
             (self.say)(&format!("{schedule}: {summary}"));
             self.notify_decision(schedule, **latest, SlotDecision::Missed, &summary)?;
@@ -499,7 +511,9 @@ impl Daemon<'_> {
         match timing.window_for(&loaded.plan, false, false) {
             Err(e @ Error::OutsideWindow { .. }) => Ok(Some((
                 SlotDecision::WindowClosed,
-                e.to_string().trim_start_matches("refused to start: ").to_string(),
+                e.to_string()
+                    .trim_start_matches("refused to start: ")
+                    .to_string(),
             ))),
             _ => Ok(None),
         }
@@ -514,7 +528,7 @@ impl Daemon<'_> {
                     .lock()
                     .ok()
                     .and_then(|r| r.clone())
-                    .unwrap_or_else(|| "(starting)".into()),
+                    .unwrap_or_else(|| "(still starting)".into()),
             ));
         }
         for (run, of, _) in slots::scheduled_runs(&self.journal)? {
@@ -668,6 +682,7 @@ impl Daemon<'_> {
             let Some(slot) = driven.slot else { continue };
             match run {
                 Some(run) => {
+                    self.last_failure.remove(&driven.schedule);
                     slots::decide(
                         &mut self.journal,
                         &driven.schedule,
@@ -686,7 +701,11 @@ impl Daemon<'_> {
                     let reason = format!(
                         "its run did not start (exit {}): {}",
                         status.code().unwrap_or(-1),
-                        if why.is_empty() { "no reason given" } else { &why }
+                        if why.is_empty() {
+                            "no reason given"
+                        } else {
+                            &why
+                        }
                     );
                     slots::decide(
                         &mut self.journal,
@@ -696,12 +715,22 @@ impl Daemon<'_> {
                         &reason,
                         None,
                     )?;
-                    self.notify_decision(
-                        &driven.schedule,
-                        slot,
-                        SlotDecision::NotStarted,
-                        &reason,
-                    )?;
+                    (self.say)(&format!(
+                        "{} {}: not-started — {reason}",
+                        driven.schedule,
+                        instant(slot)
+                    ));
+                    // The same failure slot after slot is told once, until it changes.
+                    let told = self.last_failure.get(&driven.schedule) == Some(&why);
+                    if !told {
+                        self.last_failure.insert(driven.schedule.clone(), why);
+                        self.notify_decision(
+                            &driven.schedule,
+                            slot,
+                            SlotDecision::NotStarted,
+                            &reason,
+                        )?;
+                    }
                 }
             }
         }
@@ -817,7 +846,12 @@ impl Daemon<'_> {
                 "paused_at": pause.at,
             }),
         };
-        outbox::queue(&mut self.journal, &notification, &self.routes, &self.channels)?;
+        outbox::queue(
+            &mut self.journal,
+            &notification,
+            &self.routes,
+            &self.channels,
+        )?;
         Ok(())
     }
 
@@ -848,7 +882,12 @@ impl Daemon<'_> {
             ]),
             details: serde_json::json!({ "slot": instant(slot), "reason": reason }),
         };
-        outbox::queue(&mut self.journal, &notification, &self.routes, &self.channels)?;
+        outbox::queue(
+            &mut self.journal,
+            &notification,
+            &self.routes,
+            &self.channels,
+        )?;
         Ok(())
     }
 
@@ -937,12 +976,11 @@ pub fn states(settings: &Settings, now: DateTime<Utc>) -> Result<Vec<ScheduleSta
                 .then(|| s.next_after(&windows, now))
                 .flatten()
                 .map(instant),
-            last: decisions.iter().rev().find(|d| d.schedule == s.name).cloned(),
+            last: decisions
+                .iter()
+                .rev()
+                .find(|d| d.schedule == s.name)
+                .cloned(),
         })
         .collect())
-}
-
-/// For messages: how long until `at`.
-pub fn until(at: DateTime<Utc>, now: DateTime<Utc>) -> String {
-    span(at - now)
 }

@@ -44,6 +44,10 @@ fn run(runtime: &tokio::runtime::Runtime, path: &Path, db: &Path) {
         change: None,
         db: db.to_path_buf(),
         resume: None,
+        window: None,
+        slot: None,
+        park_on_stop: false,
+        freeze_break: None,
     };
     let journal = Journal::open(db).unwrap();
     let result = runtime
@@ -144,6 +148,7 @@ fn synthetic_journal(path: &Path, steps: usize) {
         risk: "low".into(),
         bundle_hash: None,
         scripts: Default::default(),
+        slot: None,
     };
     journal.append("RUN", &started).unwrap();
     let mut batch = Vec::new();
