@@ -582,12 +582,15 @@ mod tests {
         let state = calendars.state_at(utc("2026-12-25T12:00:00Z"));
         assert_eq!(
             state.reasons,
-            [reason(
-                "holidays",
-                "Christmas change freeze",
-                Some("2026-12-24T00:00:00Z"),
-                Some("2026-12-28T00:00:00Z")
-            )]
+            [FreezeReason {
+                categories: vec!["FREEZE".into()],
+                ..reason(
+                    "holidays",
+                    "Christmas change freeze",
+                    Some("2026-12-24T00:00:00Z"),
+                    Some("2026-12-28T00:00:00Z")
+                )
+            }]
         );
         assert_eq!(state.next_transition, Some(utc("2026-12-28T00:00:00Z")));
         assert_eq!(
