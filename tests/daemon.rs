@@ -169,7 +169,8 @@ fn run_once_catches_up_the_latest_missed_slot_and_journals_the_others() {
     ws.cmd(["run", "tick", "--dry-run"]).run().status(0);
     ws.journal()
         .execute(
-            "INSERT INTO slot_claims (schedule, slot, claimed_at) VALUES ('every-minute', ?1, ?1)",
+            "INSERT INTO slot_claims (schedule, slot, claimed_at, claimed_by)
+             VALUES ('every-minute', ?1, ?1, 'daemon:gone')",
             [at(3)],
         )
         .unwrap();
@@ -358,4 +359,63 @@ fn the_systemd_unit_runs_the_daemon_with_notify_and_a_watchdog() {
     assert!(unit.contains("WatchdogSec=60s\n"));
     assert!(unit.contains("User=ops\n"));
     assert!(unit.contains(" daemon\n"));
+}
+
+#[test]
+fn a_notification_pending_when_the_daemon_is_killed_is_delivered_after_the_restart() {
+    let ws = Workspace::new();
+    ws.file(
+        "opsbook.yaml",
+        &unindent(
+            r#"
+            schedules:
+              nightly: { runbook: gated, cron: "* * * * * *", timezone: UTC, overlap: skip }
+            channels:
+              # Fails until the file `ready` exists; then appends the notification.
+              pager: { command: [/bin/sh, -c, "test -e ready && cat >> delivered.jsonl"], max_backoff: 1s }
+            "#,
+        ),
+    );
+    ws.runbook(
+        "gated",
+        r#"
+        runbook: gated
+        title: A gated change
+        steps:
+          - id: approve
+            gate: { prompt: Go ahead? }
+        "#,
+    );
+    let mut first = daemon(&ws);
+    wait_until(Duration::from_secs(20), "a failed delivery", || {
+        !of_kind(&all_events(&ws), "notification_failed").is_empty()
+    });
+    first.kill();
+    let pending = ws
+        .cmd(["outbox", "list", "--pending", "--json"])
+        .run()
+        .status(0)
+        .json();
+    assert_eq!(pending.as_array().unwrap().len(), 1, "{pending}");
+    assert_eq!(pending[0]["topic"], "run-parked");
+    assert!(pending[0]["last_error"]
+        .as_str()
+        .unwrap()
+        .starts_with("/bin/sh exited with code 1"));
+    ws.file("ready", "");
+    let mut second = daemon(&ws);
+    wait_until(Duration::from_secs(20), "the delivery", || {
+        std::fs::read_to_string(ws.path().join("delivered.jsonl")).is_ok_and(|t| !t.is_empty())
+    });
+    second.terminate();
+    second.finish().status(0);
+    let delivered = std::fs::read_to_string(ws.path().join("delivered.jsonl")).unwrap();
+    assert_eq!(delivered.lines().count(), 1, "{delivered}");
+    let id = pending[0]["id"].as_str().unwrap();
+    assert!(delivered.contains(id));
+    ws.cmd(["outbox", "list", "--pending"])
+        .run()
+        .status(0)
+        .stdout("no notifications wait for delivery\n");
+    ws.cmd(["audit", "verify"]).run().status(0);
 }

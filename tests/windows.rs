@@ -309,13 +309,29 @@ fn breaking_a_freeze_needs_another_person_who_is_a_supervisor_and_is_journaled()
         .run()
     };
     break_it("tom").status(5).stderr(
-        "error: refused to break the freeze: tom is operator, and only a supervisor may approve it\n",
+        "the freeze \"Year-end change freeze\" of calendar year-end is in force: tom approves breaking it\nerror: refused to break the freeze: tom is operator, and only a supervisor may approve it\n",
     );
     assert!(!ws.path().join("changed").exists());
     let out = break_it("sam").status(0);
     let run = out.run_id();
     assert!(ws.path().join("changed").exists());
     let events = all_events(&ws);
+    let show = ws.cmd(["show", &run]).run().status(0);
+    assert!(
+        show.stdout.contains(
+            "freeze:   broke \"Year-end change freeze\" of calendar year-end, approved by sam at "
+        ),
+        "{}",
+        show.stdout
+    );
+    let report = ws.cmd(["report", &run, "--format", "md"]).run().status(0);
+    assert!(
+        report.stdout.contains(
+            "| Freeze broken | calendar year-end (“Year-end change freeze”), approved by sam at "
+        ),
+        "{}",
+        report.stdout
+    );
     let broken = of_kind(&events, "freeze_broken");
     assert_eq!(broken.len(), 1);
     assert_eq!(broken[0].run_id, run);

@@ -335,10 +335,16 @@ impl Window {
             n => text.push_str(&format!(", opening {n} days after each fire")),
         }
         if let Some(start) = self.start {
-            text.push_str(&format!(", from {}", start.to_rfc3339()));
+            text.push_str(&format!(
+                ", from {}",
+                start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ));
         }
         if let Some(end) = self.end {
-            text.push_str(&format!(", until {}", end.to_rfc3339()));
+            text.push_str(&format!(
+                ", until {}",
+                end.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ));
         }
         if !self.enabled {
             text.push_str(", disabled");
@@ -735,7 +741,7 @@ mod tests {
         s.enabled = false;
         assert_eq!(
             compile(&s).describe(),
-            "0 22 * * TUE#2 Europe/London for 4h, opening 2 days after each fire, until 2027-01-01T00:00:00+00:00, disabled"
+            "0 22 * * TUE#2 Europe/London for 4h, opening 2 days after each fire, until 2027-01-01T00:00:00Z, disabled"
         );
     }
 

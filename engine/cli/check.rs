@@ -3,14 +3,18 @@
 use std::path::{Path, PathBuf};
 
 use super::to_json;
+use crate::calendar::{Calendars, Windows};
 use crate::config::Settings;
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::error::{exit, Error, Result};
 use crate::journal::Journal;
+use crate::notify::channel::Channels;
+use crate::notify::route::Routes;
 use crate::people::directory::Directory;
 use crate::people::policy;
 use crate::runbook::analyze;
 use crate::runbook::library::{self, runbook_files};
+use crate::schedule::Schedules;
 use crate::script;
 
 /// Whether the journal has operators (a journal that does not exist has none).
@@ -43,6 +47,9 @@ pub fn check(settings: &Settings, paths: &[PathBuf]) -> Result<i32> {
             dirs: targets.iter().map(|t| t.display().to_string()).collect(),
         });
     }
+    // The config's windows, calendars, schedules and channels are checked first: a runbook's
+    // window is looked up in them.
+    let windows = check_config(settings)?;
     let mut all = Diagnostics::default();
     let mut warnings = Vec::new();
     let mut checked_scripts = std::collections::BTreeSet::new();
@@ -52,6 +59,15 @@ pub fn check(settings: &Settings, paths: &[PathBuf]) -> Result<i32> {
         let engine = script::build_engine(&scripts_dir);
         let analysis = analyze::analyze_file(file, &scripts_dir, &engine);
         if let Some(plan) = &analysis.plan {
+            if let Some(window) = &plan.runbook.window {
+                if windows.get(window).is_none() {
+                    warnings.push(format!(
+                        "warning: runbook `{}` runs in maintenance window `{window}`, which {} does not define: it will refuse to start until the window is defined",
+                        plan.runbook.runbook,
+                        settings.config_name()
+                    ));
+                }
+            }
             let gates = policy::gates_needing_identities(plan);
             if !gates.is_empty() && !operators_registered(settings) {
                 if let Some(w) =
@@ -101,6 +117,17 @@ pub fn check(settings: &Settings, paths: &[PathBuf]) -> Result<i32> {
         );
         Ok(exit::SUCCESS)
     }
+}
+
+/// The operations the config file declares read and make sense; the windows, for the
+/// runbooks that name one.
+fn check_config(settings: &Settings) -> Result<Windows> {
+    let windows = Windows::from_settings(settings)?;
+    Calendars::from_settings(settings)?;
+    Schedules::from_settings(settings, &windows)?;
+    let channels = Channels::from_settings(settings)?;
+    Routes::from_settings(settings, &channels)?;
+    Ok(windows)
 }
 
 /// Every `.rhai` file in the scripts folder compiles.

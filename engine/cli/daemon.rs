@@ -131,7 +131,12 @@ pub fn run_daemon(settings: &Settings, as_name: Option<&str>, args: DaemonArgs) 
             .into_iter()
             .map(|a| a.to_string_lossy().into_owned())
             .collect();
-        out!("{}", systemd::unit(&program, &options, &args.user));
+        let db = std::path::absolute(&settings.db).unwrap_or_else(|_| settings.db.clone());
+        let writes_home = db.starts_with("/home") || db.starts_with("/root");
+        out!(
+            "{}",
+            systemd::unit(&program, &options, &args.user, writes_home)
+        );
         return Ok(0);
     }
     let say: daemon::Say = Arc::new(|line: &str| {

@@ -80,7 +80,8 @@ pub struct Cli {
     /// The runbook library [default: ./runbooks]
     #[arg(long, global = true, env = "OPSBOOK_RUNBOOKS", value_name = "DIR")]
     runbooks: Option<PathBuf>,
-    /// A config file (db, runbooks, scripts) [default: ./opsbook.yaml where it exists]
+    /// A config file: paths, windows, calendars, schedules, channels [default: ./opsbook.yaml
+    /// where it exists]
     #[arg(long, global = true, env = "OPSBOOK_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
     /// Plain lines instead of progress bars (also when NO_COLOR is set or there is no terminal)
@@ -462,6 +463,11 @@ fn approve_freeze_break(
             "--reason must say why the freeze must be broken".into(),
         ));
     }
+    errln!(
+        "the freeze \"{}\" of calendar {} is in force: {name} approves breaking it",
+        freeze.event,
+        freeze.calendar
+    );
     let mut directory = Directory::new(journal);
     if directory.count()? == 0 {
         return Err(refused(

@@ -55,6 +55,7 @@ CREATE TABLE slot_claims (
     schedule   TEXT NOT NULL,
     slot       TEXT NOT NULL,
     claimed_at TEXT NOT NULL,
+    claimed_by TEXT NOT NULL,
     PRIMARY KEY (schedule, slot)
 );
 CREATE TABLE outbox (

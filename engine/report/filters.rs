@@ -189,6 +189,7 @@ fn symbol_filter(value: &Value, _: &HashMap<String, Value>) -> tera::Result<Valu
         "rejected" | "aborted" => "!",
         "interrupted" => "↯",
         "not-reached" => "○",
+        "parked" => "⏸",
         _ => "…",
     };
     Ok(Value::from(symbol))

@@ -70,6 +70,19 @@ pub fn render_run(v: &RunView, options: ShowOptions) -> String {
     if v.dry_run {
         let _ = writeln!(out, "dry run:  only readonly steps ran");
     }
+    if let Some(slot) = &v.slot {
+        let _ = writeln!(out, "schedule: {} (slot {})", slot.schedule, slot.slot);
+    }
+    if let Some(f) = &v.freeze_broken {
+        let _ = writeln!(
+            out,
+            "freeze:   broke \"{}\" of calendar {}, approved by {} at {}: {}",
+            f.freeze, f.calendar, f.approved_by, f.at, f.reason
+        );
+    }
+    if let Some(p) = v.paused.as_ref().filter(|_| v.status == RunStatus::Parked) {
+        let _ = writeln!(out, "parked:   before `{}`: {}", p.step, p.reason);
+    }
     if !v.params.is_empty() {
         let shown: Vec<String> = v
             .params

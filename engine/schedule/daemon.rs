@@ -86,6 +86,9 @@ struct Daemon<'a> {
     /// for room (max_concurrent_runs), oldest first.
     queued: VecDeque<(String, DateTime<Utc>, bool)>,
     driven: Vec<Driven>,
+    /// This daemon's lease key: its claims carry it, so that another daemon reconciles them
+    /// only once this one is gone.
+    claimer: String,
     /// Runs this daemon resumed for a sign-off already seen (not again for the same one).
     resumed_for: HashSet<String>,
     /// Per schedule: why its last slot did not start, once told.
@@ -126,6 +129,7 @@ pub fn run(settings: &Settings, options: DaemonOptions, say: Say) -> Result<i32>
         queued: VecDeque::new(),
         driven: Vec::new(),
         resumed_for: HashSet::new(),
+        claimer: format!("daemon:{}", ulid::Ulid::new()),
         last_failure: HashMap::new(),
         stopping: false,
     };
@@ -142,6 +146,8 @@ impl Daemon<'_> {
         let mut interrupt = signal(SignalKind::interrupt())
             .map_err(|e| Error::io("cannot listen for SIGINT", e))?;
         let started = Utc::now();
+        let mut lease = Lease::acquire(&self.settings.db, &self.claimer)?;
+        lease.keep_renewed();
         self.reconcile_claims()?;
         self.init_cursors(started)?;
         (self.say)(&format!(
@@ -182,6 +188,7 @@ impl Daemon<'_> {
                 self.start_due(now).await?;
                 self.start_queued().await?;
                 if last_look.is_none_or(|t| t.elapsed() >= LOOK_AT_RUNS) {
+                    self.reconcile_claims()?;
                     self.look_at_runs(now).await?;
                     last_look = Some(std::time::Instant::now());
                 }
@@ -243,31 +250,33 @@ impl Daemon<'_> {
         }
     }
 
-    /// Claimed slots without a decision (a daemon stopped between claiming and starting):
-    /// each gets its decision now.
+    /// Slots claimed by a daemon that is gone, without a decision (it stopped between
+    /// claiming and recording): each gets its decision now, once, whoever reconciles it.
     fn reconcile_claims(&mut self) -> Result<()> {
-        for (schedule, slot, run) in slots::undecided_claims(&self.journal)? {
-            let Some(at) = parse_instant(&slot) else {
+        for claim in slots::undecided_claims(&self.journal)? {
+            if claim.claimed_by == self.claimer
+                || Lease::is_held_elsewhere(self.journal.path(), &claim.claimed_by)?
+            {
                 continue;
-            };
-            match run {
-                Some(run) => slots::decide(
-                    &mut self.journal,
-                    &schedule,
-                    at,
-                    SlotDecision::Started,
-                    "started (recorded after a restart: the daemon stopped before it could)",
-                    Some(run),
-                )?,
-                None => slots::decide(
-                    &mut self.journal,
-                    &schedule,
-                    at,
-                    SlotDecision::NotStarted,
-                    "claimed, but the daemon stopped before its run started; a slot never starts twice",
-                    None,
-                )?,
             }
+            let (decision, reason) = match &claim.run {
+                Some(_) => (
+                    SlotDecision::Started,
+                    "started (recorded later: the daemon that started it stopped before it could)",
+                ),
+                None => (
+                    SlotDecision::NotStarted,
+                    "claimed, but the daemon that claimed it stopped before its run started; a slot never starts twice",
+                ),
+            };
+            slots::decide_once(
+                &mut self.journal,
+                &claim.schedule,
+                &claim.slot,
+                decision,
+                reason,
+                claim.run.clone(),
+            )?;
         }
         Ok(())
     }
@@ -332,6 +341,7 @@ impl Daemon<'_> {
                 } else {
                     slots::claim_and_decide(
                         &mut self.journal,
+                        &self.claimer,
                         &name,
                         slot,
                         SlotDecision::WindowClosed,
@@ -371,6 +381,7 @@ impl Daemon<'_> {
         for slot in each {
             slots::claim_and_decide(
                 &mut self.journal,
+                &self.claimer,
                 schedule,
                 **slot,
                 SlotDecision::Missed,
@@ -389,6 +400,7 @@ impl Daemon<'_> {
         if let (Some(first), Some(last)) = (rest.first(), rest.last()) {
             slots::claim_and_decide(
                 &mut self.journal,
+                &self.claimer,
                 schedule,
                 **last,
                 SlotDecision::Missed,
@@ -450,7 +462,7 @@ impl Daemon<'_> {
             }
             return Ok(());
         }
-        if !slots::claim(&mut self.journal, name, slot)? {
+        if !slots::claim(&mut self.journal, &self.claimer, name, slot)? {
             // Another daemon on this journal has it.
             return Ok(());
         }
@@ -465,7 +477,14 @@ impl Daemon<'_> {
         decision: SlotDecision,
         reason: &str,
     ) -> Result<bool> {
-        let claimed = slots::claim_and_decide(&mut self.journal, name, slot, decision, reason)?;
+        let claimed = slots::claim_and_decide(
+            &mut self.journal,
+            &self.claimer,
+            name,
+            slot,
+            decision,
+            reason,
+        )?;
         if claimed && decision != SlotDecision::Queued {
             (self.say)(&format!(
                 "{name} {}: {} — {reason}",

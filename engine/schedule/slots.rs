@@ -14,15 +14,22 @@ use crate::schedule::instant;
 /// The log schedule decisions are chained in.
 pub const SCHEDULES_LOG: &str = "schedules";
 
-/// Claims `slot` of `schedule` for starting: false when it was claimed already.
-pub fn claim(journal: &mut Journal, schedule: &str, slot: DateTime<Utc>) -> Result<bool> {
+/// Claims `slot` of `schedule` for starting, as `claimer` (the claiming daemon's lease):
+/// false when it was claimed already.
+pub fn claim(
+    journal: &mut Journal,
+    claimer: &str,
+    schedule: &str,
+    slot: DateTime<Utc>,
+) -> Result<bool> {
     let path = journal.path().to_path_buf();
     let fail = |e| crate::error::Error::journal(&path, e);
     let conn = journal.connection();
     let inserted = conn
         .execute(
-            "INSERT OR IGNORE INTO slot_claims (schedule, slot, claimed_at) VALUES (?1, ?2, ?3)",
-            params![schedule, instant(slot), instant(Utc::now())],
+            "INSERT OR IGNORE INTO slot_claims (schedule, slot, claimed_at, claimed_by)
+             VALUES (?1, ?2, ?3, ?4)",
+            params![schedule, instant(slot), instant(Utc::now()), claimer],
         )
         .map_err(fail)?;
     Ok(inserted == 1)
@@ -32,6 +39,7 @@ pub fn claim(journal: &mut Journal, schedule: &str, slot: DateTime<Utc>) -> Resu
 /// the slot was claimed already.
 pub fn claim_and_decide(
     journal: &mut Journal,
+    claimer: &str,
     schedule: &str,
     slot: DateTime<Utc>,
     decision: SlotDecision,
@@ -45,8 +53,9 @@ pub fn claim_and_decide(
         .map_err(fail)?;
     let inserted = tx
         .execute(
-            "INSERT OR IGNORE INTO slot_claims (schedule, slot, claimed_at) VALUES (?1, ?2, ?3)",
-            params![schedule, instant(slot), instant(Utc::now())],
+            "INSERT OR IGNORE INTO slot_claims (schedule, slot, claimed_at, claimed_by)
+             VALUES (?1, ?2, ?3, ?4)",
+            params![schedule, instant(slot), instant(Utc::now()), claimer],
         )
         .map_err(fail)?;
     if inserted == 0 {
@@ -142,13 +151,66 @@ pub fn decisions(journal: &Journal) -> Result<Vec<Decided>> {
     Ok(out)
 }
 
+/// Journals a decision on a claimed slot unless one was journaled already (two daemons
+/// reconciling the same claim): false when there was one.
+pub fn decide_once(
+    journal: &mut Journal,
+    schedule: &str,
+    slot: &str,
+    decision: SlotDecision,
+    reason: &str,
+    run: Option<String>,
+) -> Result<bool> {
+    let path = journal.path().to_path_buf();
+    let fail = |e| crate::error::Error::journal(&path, e);
+    let tx = journal
+        .connection()
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(fail)?;
+    let decided: bool = tx
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM events WHERE run_id = ?1 AND kind = 'slot_decided'
+                AND json_extract(body, '$.schedule') = ?2 AND json_extract(body, '$.slot') = ?3)",
+            params![SCHEDULES_LOG, schedule, slot],
+            |r| r.get(0),
+        )
+        .map_err(fail)?;
+    if decided {
+        return Ok(false);
+    }
+    append_in(
+        &tx,
+        SCHEDULES_LOG,
+        &Event::SlotDecided {
+            schedule: schedule.to_string(),
+            slot: slot.to_string(),
+            decision,
+            reason: reason.to_string(),
+            run,
+        },
+    )
+    .map_err(fail)?;
+    tx.commit().map_err(fail)?;
+    Ok(true)
+}
+
+/// A claimed slot with no decision yet.
+pub struct Undecided {
+    pub schedule: String,
+    pub slot: String,
+    /// The lease of the daemon that claimed it.
+    pub claimed_by: String,
+    /// The run started for it, if one was.
+    pub run: Option<String>,
+}
+
 /// Claimed slots with no decision yet (a daemon stopped between claiming a slot and
-/// starting its run), and the run started for each, if one was.
-pub fn undecided_claims(journal: &Journal) -> Result<Vec<(String, String, Option<String>)>> {
+/// starting its run, or one that is starting it now), and the run started for each.
+pub fn undecided_claims(journal: &Journal) -> Result<Vec<Undecided>> {
     let mut statement = journal
         .connection_ref()
         .prepare(
-            "SELECT c.schedule, c.slot,
+            "SELECT c.schedule, c.slot, c.claimed_by,
                     (SELECT r.run_id FROM events r WHERE r.kind = 'run_started'
                        AND json_extract(r.body, '$.slot.schedule') = c.schedule
                        AND json_extract(r.body, '$.slot.slot') = c.slot LIMIT 1)
@@ -161,7 +223,14 @@ pub fn undecided_claims(journal: &Journal) -> Result<Vec<(String, String, Option
         )
         .map_err(|e| journal.error(e))?;
     let rows = statement
-        .query_map([SCHEDULES_LOG], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .query_map([SCHEDULES_LOG], |r| {
+            Ok(Undecided {
+                schedule: r.get(0)?,
+                slot: r.get(1)?,
+                claimed_by: r.get(2)?,
+                run: r.get(3)?,
+            })
+        })
         .map_err(|e| journal.error(e))?;
     rows.collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|e| journal.error(e))

@@ -5,8 +5,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-/// The unit for a daemon run by `program` with the given global options.
-pub fn unit(program: &Path, options: &[String], user: &str) -> String {
+/// The unit for a daemon run by `program` with the given global options; `writes_home`:
+/// the journal lives under a home folder, which the unit must then leave writable.
+pub fn unit(program: &Path, options: &[String], user: &str, writes_home: bool) -> String {
     let mut exec = shell_words(program.display().to_string());
     for option in options {
         exec.push(' ');
@@ -19,7 +20,6 @@ pub fn unit(program: &Path, options: &[String], user: &str) -> String {
 #   systemctl daemon-reload && systemctl enable --now opsbook
 [Unit]
 Description=opsbook daemon: scheduled runbooks and maintenance windows
-Documentation=man:opsbook(1)
 After=network-online.target
 Wants=network-online.target
 
@@ -40,8 +40,7 @@ WorkingDirectory=/var/lib/opsbook
 NoNewPrivileges=yes
 PrivateTmp=yes
 ProtectSystem=full
-ProtectHome=read-only
-ProtectKernelTunables=yes
+{protect_home}ProtectKernelTunables=yes
 ProtectKernelModules=yes
 ProtectControlGroups=yes
 RestrictSUIDSGID=yes
@@ -50,7 +49,12 @@ RestrictRealtime=yes
 
 [Install]
 WantedBy=multi-user.target
-"
+",
+        protect_home = if writes_home {
+            "# ProtectHome is off: the journal lives under a home folder.\n"
+        } else {
+            "ProtectHome=read-only\n"
+        }
     )
 }
 
@@ -103,12 +107,14 @@ mod tests {
             Path::new("/usr/local/bin/opsbook"),
             &["--config".into(), "/etc/opsbook/my ops.yaml".into()],
             "opsbook",
+            false,
         );
         assert!(unit.contains(
             "ExecStart=/usr/local/bin/opsbook --config \"/etc/opsbook/my ops.yaml\" daemon\n"
         ));
         assert!(unit.contains("Type=notify\n"));
         assert!(unit.contains("WatchdogSec=60s\n"));
+        assert!(unit.contains("ProtectHome=read-only\n"));
         assert_eq!(shell_words("50%$HOME".into()), "\"50%%$$HOME\"");
     }
 }
