@@ -53,6 +53,30 @@ fn wait_until(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// Waits until `done` holds while daemon `d` runs; on a time-out, says what the daemon
+/// printed and what the journal holds.
+#[track_caller]
+fn wait_for(d: &mut Proc, ws: &Workspace, what: &str, mut done: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        if started.elapsed() > Duration::from_secs(30) {
+            d.terminate();
+            let out = std::mem::replace(d, ws.cmd(["--version"]).spawn()).finish();
+            let kinds: Vec<String> = all_events(ws)
+                .iter()
+                .map(|e| format!("{} {}", e.kind, e.body))
+                .collect();
+            panic!(
+                "timed out waiting for {what}\n--- daemon stdout\n{}\n--- stderr\n{}\n--- journal\n{}",
+                out.stdout,
+                out.stderr,
+                kinds.join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Each slot decision of the journal: (schedule, slot) -> decisions in order.
 fn decisions(ws: &Workspace) -> BTreeMap<(String, String), Vec<String>> {
     let mut out: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
@@ -231,7 +255,7 @@ fn a_gate_in_a_scheduled_run_parks_is_notified_and_the_daemon_finishes_it_after_
     );
     let mut d = daemon(&ws);
     // The first slot's run parks at the gate; later slots are skipped while it waits.
-    wait_until(Duration::from_secs(20), "a parked run", || {
+    wait_for(&mut d, &ws, "a parked run", || {
         of_kind(&all_events(&ws), "run_paused").len() == 1
     });
     let run = of_kind(&all_events(&ws), "run_paused")[0].run_id.clone();
@@ -387,7 +411,7 @@ fn a_notification_pending_when_the_daemon_is_killed_is_delivered_after_the_resta
         "#,
     );
     let mut first = daemon(&ws);
-    wait_until(Duration::from_secs(20), "a failed delivery", || {
+    wait_for(&mut first, &ws, "a failed delivery", || {
         !of_kind(&all_events(&ws), "notification_failed").is_empty()
     });
     first.kill();
