@@ -140,8 +140,14 @@ pub fn run_daemon(settings: &Settings, as_name: Option<&str>, args: DaemonArgs) 
         return Ok(0);
     }
     let say: daemon::Say = Arc::new(|line: &str| {
+        use std::io::Write;
         let stamp = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-        outln!("{stamp} {line}");
+        // A log line that cannot be written (its reader went away) is lost, not fatal.
+        let _ = writeln!(
+            std::io::stdout().lock(),
+            "{}",
+            crate::printable::escape(&format!("{stamp} {line}"))
+        );
     });
     daemon::run(
         settings,

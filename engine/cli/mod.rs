@@ -276,8 +276,13 @@ pub fn main() -> i32 {
             };
         }
     };
-    if !matches!(cli.command, Command::Run(_) | Command::Resume(_)) {
+    if !matches!(
+        cli.command,
+        Command::Run(_) | Command::Resume(_) | Command::Daemon(_)
+    ) {
         // Listings behave like other Unix tools when their reader goes away: they stop quietly.
+        // A run, and the daemon, go on: the daemon writes to notification commands that may
+        // exit without reading, and a run's reader may go away.
         // SAFETY: restoring the default action of SIGPIPE before any thread or I/O exists.
         unsafe {
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
