@@ -443,3 +443,84 @@ fn a_notification_pending_when_the_daemon_is_killed_is_delivered_after_the_resta
         .stdout("no notifications wait for delivery\n");
     ws.cmd(["audit", "verify"]).run().status(0);
 }
+
+#[test]
+fn a_schedule_that_follows_a_window_starts_when_the_window_opens() {
+    let ws = workspace(
+        r#"
+        windows:
+          every-other-second: { schedule: "*/2 * * * * *", timezone: UTC, duration: 1s }
+        schedules:
+          follow: { runbook: tick, window: every-other-second }
+        "#,
+    );
+    let mut d = daemon(&ws);
+    wait_for(&mut d, &ws, "two started slots", || started_count(&ws) >= 2);
+    d.terminate();
+    d.finish().status(0);
+    for (slot, runs) in runs_per_slot(&ws) {
+        assert_eq!(runs, 1, "slot {slot}");
+        let second: u32 = slot[17..19].parse().unwrap();
+        assert_eq!(second % 2, 0, "slot {slot} is a window opening");
+    }
+    let list = ws
+        .cmd(["schedule", "list", "--json"])
+        .run()
+        .status(0)
+        .json();
+    assert_eq!(list[0]["when"], "when window every-other-second opens");
+}
+
+#[test]
+fn a_slot_inside_a_freeze_is_skipped_naming_the_freeze_and_the_people_are_told() {
+    let ws = workspace(
+        r#"
+        calendars:
+          year-end: { file: freeze.ics }
+        schedules:
+          every-second: { runbook: tick, cron: "* * * * * *", timezone: UTC }
+        channels:
+          ops-log: { file: notifications.jsonl }
+        "#,
+    );
+    let now = chrono::Utc::now();
+    let stamp = |t: chrono::DateTime<chrono::Utc>| t.format("%Y%m%dT%H%M%SZ").to_string();
+    ws.file(
+        "freeze.ics",
+        &format!(
+            "BEGIN:VCALENDAR\nBEGIN:VEVENT\nDTSTART:{}\nDTEND:{}\nSUMMARY:Year-end freeze\nEND:VEVENT\nEND:VCALENDAR\n",
+            stamp(now - chrono::TimeDelta::hours(1)),
+            stamp(now + chrono::TimeDelta::hours(1)),
+        ),
+    );
+    let mut d = daemon(&ws);
+    wait_for(&mut d, &ws, "a skipped slot", || {
+        decisions(&ws).values().any(|d| d[0] == "skipped-freeze")
+    });
+    wait_for(&mut d, &ws, "the notification", || {
+        std::fs::read_to_string(ws.path().join("notifications.jsonl"))
+            .is_ok_and(|t| t.contains("skipped-freeze"))
+    });
+    // Slot after slot is skipped, and the freeze is told once.
+    wait_for(&mut d, &ws, "three skipped slots", || {
+        decisions(&ws)
+            .values()
+            .filter(|d| d[0] == "skipped-freeze")
+            .count()
+            >= 3
+    });
+    d.terminate();
+    d.finish().status(0);
+    assert_eq!(started_count(&ws), 0);
+    let told = std::fs::read_to_string(ws.path().join("notifications.jsonl")).unwrap();
+    assert_eq!(told.lines().count(), 1, "{told}");
+    let reason = of_kind(&all_events(&ws), "slot_decided")[0].body["reason"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        reason
+            .starts_with("the freeze calendar `year-end` is closed by \"Year-end freeze\" until "),
+        "{reason}"
+    );
+}

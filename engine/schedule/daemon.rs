@@ -91,7 +91,7 @@ struct Daemon<'a> {
     claimer: String,
     /// Runs this daemon resumed for a sign-off already seen (not again for the same one).
     resumed_for: HashSet<String>,
-    /// Per schedule: why its last slot did not start, once told.
+    /// Per schedule: the last decision told about a slot that did not start, and why.
     last_failure: HashMap<String, String>,
     stopping: bool,
 }
@@ -701,6 +701,7 @@ impl Daemon<'_> {
             let Some(slot) = driven.slot else { continue };
             match run {
                 Some(run) => {
+                    // It starts again: the next failure is news.
                     self.last_failure.remove(&driven.schedule);
                     slots::decide(
                         &mut self.journal,
@@ -739,17 +740,12 @@ impl Daemon<'_> {
                         driven.schedule,
                         instant(slot)
                     ));
-                    // The same failure slot after slot is told once, until it changes.
-                    let told = self.last_failure.get(&driven.schedule) == Some(&why);
-                    if !told {
-                        self.last_failure.insert(driven.schedule.clone(), why);
-                        self.notify_decision(
-                            &driven.schedule,
-                            slot,
-                            SlotDecision::NotStarted,
-                            &reason,
-                        )?;
-                    }
+                    self.notify_decision(
+                        &driven.schedule,
+                        slot,
+                        SlotDecision::NotStarted,
+                        &reason,
+                    )?;
                 }
             }
         }
@@ -874,7 +870,9 @@ impl Daemon<'_> {
         Ok(())
     }
 
-    /// Queues a notification of a slot that did not start.
+    /// Queues a notification of a slot that did not start. The same decision for the same
+    /// reason, slot after slot (a freeze, a broken runbook), is told once until it changes or
+    /// a slot starts again.
     fn notify_decision(
         &mut self,
         schedule: &str,
@@ -882,6 +880,11 @@ impl Daemon<'_> {
         decision: SlotDecision,
         reason: &str,
     ) -> Result<()> {
+        let told = format!("{}: {reason}", decision.name());
+        if self.last_failure.get(schedule) == Some(&told) {
+            return Ok(());
+        }
+        self.last_failure.insert(schedule.to_string(), told);
         let runbook = self
             .schedules
             .get(schedule)
