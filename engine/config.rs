@@ -47,6 +47,19 @@ pub struct Operations {
     pub max_concurrent_runs: Option<usize>,
 }
 
+impl From<ConfigFile> for Operations {
+    fn from(file: ConfigFile) -> Self {
+        Operations {
+            windows: file.windows,
+            calendars: file.calendars,
+            schedules: file.schedules,
+            channels: file.channels,
+            routes: file.routes,
+            max_concurrent_runs: file.max_concurrent_runs,
+        }
+    }
+}
+
 /// A maintenance window: when it opens (cron in a time zone, moved by `offset_days`), how
 /// long it stays open, and how long before its end no step may start.
 #[derive(Debug, Clone, Deserialize)]
@@ -221,14 +234,7 @@ impl Settings {
             reports_dir,
             config_file,
             config_base: base,
-            operations: Operations {
-                windows: file.windows,
-                calendars: file.calendars,
-                schedules: file.schedules,
-                channels: file.channels,
-                routes: file.routes,
-                max_concurrent_runs: file.max_concurrent_runs,
-            },
+            operations: Operations::from(file),
         })
     }
 

@@ -257,12 +257,7 @@ fn split_fixed_times(parser: &CronParser, cron: &Cron, fields: &[&str]) -> Optio
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn utc(text: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(text)
-            .expect("a test instant")
-            .with_timezone(&Utc)
-    }
+    use crate::calendar::utc;
 
     fn schedule(expr: &str, tz: &str) -> CronSchedule {
         CronSchedule::parse(

@@ -301,17 +301,12 @@ fn evaluate(
 
 #[cfg(test)]
 mod tests {
+    use crate::calendar::utc;
     use std::collections::BTreeMap;
     use std::path::Path;
 
     use super::*;
     use crate::config::{CalendarSpec, Operations};
-
-    fn utc(text: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(text)
-            .expect("a test instant")
-            .with_timezone(&Utc)
-    }
 
     fn calendar(name: &str, default: Openness, events: &str) -> Calendar {
         let text = format!("BEGIN:VCALENDAR\n{events}END:VCALENDAR\n");

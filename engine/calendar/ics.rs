@@ -745,12 +745,7 @@ fn shorten(line: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn utc(text: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(text)
-            .expect("a test instant")
-            .with_timezone(&Utc)
-    }
+    use crate::calendar::utc;
 
     /// A calendar around `events` (CRLF line ends, as RFC 5545 writes them).
     fn calendar(events: &str) -> String {

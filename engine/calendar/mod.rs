@@ -21,3 +21,11 @@ pub mod window;
 pub use cron::CronSchedule;
 pub use freeze::{Calendars, FreezeReason};
 pub use window::{Window, Windows};
+
+/// An RFC 3339 instant written in a test, in UTC.
+#[cfg(test)]
+pub(crate) fn utc(text: &str) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .expect("a test instant")
+        .with_timezone(&chrono::Utc)
+}

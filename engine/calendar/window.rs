@@ -445,16 +445,11 @@ impl Windows {
 
 #[cfg(test)]
 mod tests {
+    use crate::calendar::utc;
     use std::path::PathBuf;
 
     use super::*;
     use crate::config::Operations;
-
-    fn utc(text: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(text)
-            .expect("a test instant")
-            .with_timezone(&Utc)
-    }
 
     fn spec(schedule: &str, timezone: &str, duration: &str, cutoff: Option<&str>) -> WindowSpec {
         WindowSpec {

@@ -188,9 +188,7 @@ mod tests {
         }
     }
 
-    fn now(s: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
-    }
+    use crate::calendar::utc as now;
 
     const MINUTE: i64 = 60_000;
 

@@ -19,14 +19,7 @@ pub fn settings(yaml: &str, base: &Path) -> Settings {
         reports_dir: None,
         config_file: Some(base.join("opsbook.yaml")),
         config_base: base.to_path_buf(),
-        operations: Operations {
-            windows: file.windows,
-            calendars: file.calendars,
-            schedules: file.schedules,
-            channels: file.channels,
-            routes: file.routes,
-            max_concurrent_runs: file.max_concurrent_runs,
-        },
+        operations: Operations::from(file),
     }
 }
 

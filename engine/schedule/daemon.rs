@@ -178,6 +178,7 @@ impl Daemon<'_> {
                 if schedule.enabled { "" } else { " (disabled)" }
             ));
         }
+        let deliverer = Deliverer::start(&self.settings.db, &self.channels, self.say.clone())?;
         systemd::ready();
         let watchdog = systemd::watchdog_interval();
         let mut last_alive = std::time::Instant::now();
@@ -194,7 +195,6 @@ impl Daemon<'_> {
                 }
             }
             self.reap().await?;
-            self.deliver().await?;
             if let Some(interval) = watchdog {
                 if last_alive.elapsed() >= interval {
                     systemd::alive();
@@ -206,7 +206,6 @@ impl Daemon<'_> {
                     // The runs it started may have parked: their people are told before it
                     // exits.
                     self.look_at_runs(Utc::now()).await?;
-                    self.deliver().await?;
                 }
                 break;
             }
@@ -217,6 +216,8 @@ impl Daemon<'_> {
             }
         }
         systemd::stopping();
+        // A last round for what was queued last; what fails waits for the next start.
+        deliverer.finish();
         let pending = outbox::list(&mut self.journal, true)?.len();
         (self.say)(&format!(
             "opsbook daemon stopped{}",
@@ -634,38 +635,27 @@ impl Daemon<'_> {
         let last_error = Arc::new(Mutex::new(String::new()));
         if let Some(stdout) = child.stdout.take() {
             let run = run.clone();
-            let say = self.say.clone();
-            let tag = schedule.to_string();
-            tokio::spawn(async move {
-                let mut lines = BufReader::new(stdout).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    if let Some(id) = line
-                        .strip_prefix("run ")
-                        .and_then(|rest| rest.split_whitespace().next())
-                    {
-                        if let Ok(mut run) = run.lock() {
-                            if run.is_none() {
-                                *run = Some(id.to_string());
-                            }
+            echo(stdout, schedule, self.say.clone(), move |line| {
+                // A new run says its id first: `run ULID ...`.
+                if let Some(id) = line
+                    .strip_prefix("run ")
+                    .and_then(|rest| rest.split_whitespace().next())
+                {
+                    if let Ok(mut run) = run.lock() {
+                        if run.is_none() {
+                            *run = Some(id.to_string());
                         }
                     }
-                    say(&format!("[{tag}] {line}"));
                 }
             });
         }
         if let Some(stderr) = child.stderr.take() {
             let last_error = last_error.clone();
-            let say = self.say.clone();
-            let tag = schedule.to_string();
-            tokio::spawn(async move {
-                let mut lines = BufReader::new(stderr).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    if !line.trim().is_empty() {
-                        if let Ok(mut last) = last_error.lock() {
-                            *last = line.clone();
-                        }
+            echo(stderr, schedule, self.say.clone(), move |line| {
+                if !line.trim().is_empty() {
+                    if let Ok(mut last) = last_error.lock() {
+                        *last = line.to_string();
                     }
-                    say(&format!("[{tag}] {line}"));
                 }
             });
         }
@@ -912,21 +902,74 @@ impl Daemon<'_> {
         )?;
         Ok(())
     }
+}
 
-    /// Delivers what is due in the outbox, off the runtime's threads.
-    async fn deliver(&mut self) -> Result<()> {
-        if self.channels.is_empty() {
-            return Ok(());
+/// Delivers the outbox on a thread of its own, with its own connection to the journal, so
+/// that a slow channel (up to its timeout, for each notification) never delays a slot.
+struct Deliverer {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Deliverer {
+    fn start(db: &std::path::Path, channels: &Channels, say: Say) -> Result<Self> {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        if channels.is_empty() {
+            return Ok(Self { stop, thread: None });
         }
-        let round = outbox::deliver_due(&mut self.journal, &self.channels, Utc::now())?;
-        if round.failed > 0 {
-            (self.say)(&format!(
-                "outbox: {} delivered, {} failed and wait to be tried again (opsbook outbox list --pending)",
-                round.delivered, round.failed
-            ));
-        }
-        Ok(())
+        let mut journal = Journal::open(db)?;
+        let channels = channels.clone();
+        let stopping = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("outbox".into())
+            .spawn(move || loop {
+                // Read before the round: the round after a stop request is the last.
+                let last = stopping.load(std::sync::atomic::Ordering::SeqCst);
+                match outbox::deliver_due(&mut journal, &channels, Utc::now()) {
+                    Ok(round) if round.failed > 0 => say(&format!(
+                        "outbox: {} delivered, {} failed and wait to be tried again (opsbook outbox list --pending)",
+                        round.delivered, round.failed
+                    )),
+                    Ok(_) => {}
+                    Err(e) => say(&format!("outbox: {e}")),
+                }
+                if last {
+                    break;
+                }
+                std::thread::sleep(TICK);
+            })
+            .map_err(|e| Error::io("cannot start the outbox thread", e))?;
+        Ok(Self {
+            stop,
+            thread: Some(thread),
+        })
     }
+
+    /// Runs one last round and waits for it.
+    fn finish(mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Echoes a child's lines to the daemon's log, tagged with its schedule, after `look` has
+/// seen each.
+fn echo(
+    pipe: impl tokio::io::AsyncRead + Unpin + Send + 'static,
+    schedule: &str,
+    say: Say,
+    mut look: impl FnMut(&str) + Send + 'static,
+) {
+    let tag = schedule.to_string();
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(pipe).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            look(&line);
+            say(&format!("[{tag}] {line}"));
+        }
+    });
 }
 
 /// Whether a run's status is final.

@@ -23,15 +23,22 @@ pub fn claim(
     slot: DateTime<Utc>,
 ) -> Result<bool> {
     let path = journal.path().to_path_buf();
-    let fail = |e| crate::error::Error::journal(&path, e);
-    let conn = journal.connection();
-    let inserted = conn
-        .execute(
-            "INSERT OR IGNORE INTO slot_claims (schedule, slot, claimed_at, claimed_by)
-             VALUES (?1, ?2, ?3, ?4)",
-            params![schedule, instant(slot), instant(Utc::now()), claimer],
-        )
-        .map_err(fail)?;
+    insert_claim(journal.connection(), claimer, schedule, slot)
+        .map_err(|e| crate::error::Error::journal(&path, e))
+}
+
+/// Inserts the claim row: false when the slot had one.
+fn insert_claim(
+    conn: &rusqlite::Connection,
+    claimer: &str,
+    schedule: &str,
+    slot: DateTime<Utc>,
+) -> rusqlite::Result<bool> {
+    let inserted = conn.execute(
+        "INSERT OR IGNORE INTO slot_claims (schedule, slot, claimed_at, claimed_by)
+         VALUES (?1, ?2, ?3, ?4)",
+        params![schedule, instant(slot), instant(Utc::now()), claimer],
+    )?;
     Ok(inserted == 1)
 }
 
@@ -51,14 +58,7 @@ pub fn claim_and_decide(
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(fail)?;
-    let inserted = tx
-        .execute(
-            "INSERT OR IGNORE INTO slot_claims (schedule, slot, claimed_at, claimed_by)
-             VALUES (?1, ?2, ?3, ?4)",
-            params![schedule, instant(slot), instant(Utc::now()), claimer],
-        )
-        .map_err(fail)?;
-    if inserted == 0 {
+    if !insert_claim(&tx, claimer, schedule, slot).map_err(fail)? {
         return Ok(false);
     }
     append_in(
