@@ -388,3 +388,36 @@ fn go_no_go_parks_a_step_whose_history_says_it_will_not_fit() {
     let show = crate::support::show_json(&ws, &out.run_id());
     assert_eq!(show["window_checks"][0]["verdict"], "overridden");
 }
+
+#[test]
+fn check_reads_the_config_and_warns_of_a_window_it_does_not_define() {
+    let ws = with_config(
+        r#"
+        windows:
+          nightly: { schedule: "0 2 * * *", duration: 1h }
+        schedules:
+          vacuum: { runbook: pg-vacuum, window: nightly }
+        "#,
+    );
+    ws.runbook(
+        "patch",
+        r#"
+        runbook: patch
+        title: Patch
+        window: weekly
+        steps:
+          - id: change
+            shell: "true"
+        "#,
+    );
+    ws.cmd(["check"]).run().status(2).stderr(
+        "error: opsbook.yaml: schedules.vacuum.runbook: unknown runbook `pg-vacuum` in [ROOT]/runbooks; `opsbook list` shows the library\n",
+    );
+    ws.file(
+        "opsbook.yaml",
+        "windows:\n  nightly: { schedule: \"0 2 * * *\", duration: 1h }\n",
+    );
+    ws.cmd(["check"]).run().status(0).stderr(
+        "warning: runbook `patch` runs in maintenance window `weekly`, which opsbook.yaml does not define: it will refuse to start until the window is defined\n",
+    );
+}

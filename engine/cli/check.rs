@@ -124,7 +124,17 @@ pub fn check(settings: &Settings, paths: &[PathBuf]) -> Result<i32> {
 fn check_config(settings: &Settings) -> Result<Windows> {
     let windows = Windows::from_settings(settings)?;
     Calendars::from_settings(settings)?;
-    Schedules::from_settings(settings, &windows)?;
+    let schedules = Schedules::from_settings(settings, &windows)?;
+    for schedule in schedules.iter() {
+        library::resolve(settings, &schedule.runbook).map_err(|e| Error::ConfigValue {
+            path: settings
+                .config_file
+                .clone()
+                .unwrap_or_else(|| "opsbook.yaml".into()),
+            key: format!("schedules.{}.runbook", schedule.name),
+            message: e.to_string(),
+        })?;
+    }
     let channels = Channels::from_settings(settings)?;
     Routes::from_settings(settings, &channels)?;
     Ok(windows)
