@@ -551,7 +551,7 @@ impl Daemon<'_> {
                     .unwrap_or_else(|| "(still starting)".into()),
             ));
         }
-        for (run, of, _) in slots::scheduled_runs(&self.journal)? {
+        for (run, of) in slots::unfinished_scheduled_runs(&self.journal)? {
             if of != schedule {
                 continue;
             }
@@ -752,7 +752,7 @@ impl Daemon<'_> {
             .filter_map(|d| d.run.lock().ok().and_then(|r| r.clone()))
             .collect();
         let mut seen = HashSet::new();
-        for (run, schedule, _) in slots::scheduled_runs(&self.journal)? {
+        for (run, schedule) in slots::unfinished_scheduled_runs(&self.journal)? {
             if driven.contains(&run) || !seen.insert(run.clone()) {
                 continue;
             }

@@ -236,19 +236,24 @@ pub fn undecided_claims(journal: &Journal) -> Result<Vec<Undecided>> {
         .map_err(|e| journal.error(e))
 }
 
-/// The runs started for schedules, newest first: (run id, schedule, slot).
-pub fn scheduled_runs(journal: &Journal) -> Result<Vec<(String, String, String)>> {
+/// The runs started for schedules that have not finished (driven, parked or interrupted),
+/// oldest first: (run id, schedule). Finished runs are not read at all, so the cost follows
+/// what is open, not the schedule's history.
+pub fn unfinished_scheduled_runs(journal: &Journal) -> Result<Vec<(String, String)>> {
     let mut statement = journal
         .connection_ref()
-        .prepare(
-            "SELECT run_id, json_extract(body, '$.slot.schedule'), json_extract(body, '$.slot.slot')
-             FROM events WHERE kind = 'run_started'
-               AND json_extract(body, '$.slot.schedule') IS NOT NULL
-             ORDER BY seq DESC",
+        .prepare_cached(
+            "SELECT s.run_id, json_extract(s.body, '$.slot.schedule')
+             FROM events s
+             WHERE s.kind = 'run_started'
+               AND json_extract(s.body, '$.slot.schedule') IS NOT NULL
+               AND NOT EXISTS (SELECT 1 FROM events f
+                               WHERE f.kind = 'run_finished' AND f.run_id = s.run_id)
+             ORDER BY s.seq",
         )
         .map_err(|e| journal.error(e))?;
     let rows = statement
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
         .map_err(|e| journal.error(e))?;
     rows.collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|e| journal.error(e))
