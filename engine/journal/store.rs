@@ -71,6 +71,7 @@ CREATE TABLE outbox (
     last_error    TEXT
 );
 CREATE INDEX outbox_pending ON outbox (delivered_at, next_try_at);
+CREATE INDEX outbox_key ON outbox (json_extract(payload, '$.fields.key'));
 "#,
 ];
 
